@@ -1,0 +1,76 @@
+"""Typed configuration: frozen dataclasses that flow from the CLI / example scripts into the package.
+
+Each function receives the slice it needs (``DataConfig`` for readers, ``AlignConfig`` for alignment,
+and so on), never an argparse namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Task = Literal["ner", "pos", "chunk"]
+Format = Literal["auto", "conll", "conllu", "json", "jsonl", "csv"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how to read it.
+
+    Attributes:
+        dataset_name: A hub data set name for ``datasets.load_dataset`` (``"conll2003"``).
+        dataset_config_name: Its configuration name.
+        train_file / validation_file / test_file: Local files; the format is detected from the
+            extension and content unless ``format`` says otherwise.
+        format: ``auto`` or one of ``conll conllu json jsonl csv``.
+        task_name: ``ner``, ``pos`` or ``chunk``: which tag column to read (``{task}_tags`` in
+            JSON/CSV; column -1, 1, 2 in CoNLL-2003 column files; UPOS/XPOS in CoNLL-U for ``pos``).
+        text_column_name: Column holding the words (default ``tokens``, else the first column).
+        label_column_name: Column holding the tags (default ``{task}_tags``).
+        label_column: 0-based column index of the tags in CoNLL column files (negative counts from
+            the end); overrides the task-based choice.
+        label_names_file: JSON file naming integer ids: a list, or ``{column: [names]}`` as in
+            ``labels.json``.
+        conllu_tag: ``upos`` (default) or ``xpos`` for CoNLL-U files.
+        cache_dir: Cache directory for hub data sets.
+    """
+
+    dataset_name: str | None = None
+    dataset_config_name: str | None = None
+    train_file: Path | None = None
+    validation_file: Path | None = None
+    test_file: Path | None = None
+    format: Format = "auto"
+    task_name: Task = "ner"
+    text_column_name: str | None = None
+    label_column_name: str | None = None
+    label_column: int | None = None
+    label_names_file: Path | None = None
+    conllu_tag: Literal["upos", "xpos"] = "upos"
+    cache_dir: Path | None = None
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_predict_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How words become sub-token model inputs.
+
+    Attributes:
+        max_length: Longest model input in sub-tokens, special tokens included. Longer sentences are
+            split into overlapping windows, never truncated.
+        stride: Sub-tokens shared by consecutive windows (context on each side of a cut).
+        label_all_tokens: Label every sub-token of a word (``B-`` continues as ``I-``), not only the
+            first.
+        pad_to_max_length: Pad every input to ``max_length`` (upstream flag); otherwise pad to the
+            longest in the batch.
+        context_size: Sub-tokens of document context on each side (0: none).
+    """
+
+    max_length: int = 128
+    stride: int = 32
+    label_all_tokens: bool = False
+    pad_to_max_length: bool = False
+    context_size: int = 0
