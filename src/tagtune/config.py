@@ -74,3 +74,43 @@ class AlignConfig:
     label_all_tokens: bool = False
     pad_to_max_length: bool = False
     context_size: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which pretrained model to start from and how to load it safely.
+
+    Attributes:
+        model_name_or_path: A local model directory (or a hub name when online).
+        config_name / tokenizer_name: Alternatives to ``model_name_or_path`` for those parts.
+        trust_remote_code: Run code shipped with the model (off unless asked).
+        ignore_mismatched_sizes: Replace a classification head whose labels differ.
+        allow_pickle: Accept pickled ``.bin``/``.pt`` weights (off: safetensors only).
+        crf: Put a linear-chain CRF on top of the encoder.
+    """
+
+    model_name_or_path: str
+    config_name: str | None = None
+    tokenizer_name: str | None = None
+    cache_dir: str | None = None
+    model_revision: str = "main"
+    token: str | None = None
+    trust_remote_code: bool = False
+    ignore_mismatched_sizes: bool = False
+    allow_pickle: bool = False
+    crf: bool = False
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How predictions are made and scored.
+
+    Attributes:
+        batch_size: Windows per forward pass (length-sorted, padded to the longest).
+        decoding: ``viterbi`` (only valid tag sequences) or ``argmax`` (each word on its own).
+        return_entity_level_metrics: Report precision/recall/F1 per entity type (upstream flag).
+    """
+
+    batch_size: int = 32
+    decoding: Literal["viterbi", "argmax"] = "viterbi"
+    return_entity_level_metrics: bool = False

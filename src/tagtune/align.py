@@ -1,0 +1,363 @@
+"""Words <-> sub-tokens: tokenization, label alignment, windows, document context, and the way back.
+
+A sentence becomes one or more *windows* (model inputs). Long sentences are cut into overlapping
+windows, never truncated. Every word is *owned* by exactly one window: the one whose core region holds
+the word's first sub-token. Only owned first sub-tokens carry a label at training time and give the
+word's prediction at inference time, so every input word gets exactly one prediction.
+
+Positions that are special tokens, later sub-tokens of a word (unless ``label_all_tokens``), overlap
+outside a window's core, or document context carry label ``-100`` and ``word_index == -1``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tagtune.config import AlignConfig
+from tagtune.corpus import Example
+from tagtune.errors import AlignmentError, ConfigError, ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+# Pre-tokenizers that need a leading space to encode a word as a word (RoBERTa, GPT-2, BLOOM, ...).
+_PREFIX_SPACE_PRETOKENIZERS = {"ByteLevel", "Metaspace"}
+
+
+def load_tokenizer(
+    name_or_path: str,
+    *,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    token: str | None = None,
+):
+    """Load a fast tokenizer ready for pre-split words.
+
+    Byte-level BPE tokenizers are reloaded with ``add_prefix_space=True`` so that a word in the
+    middle of a sentence is encoded as it would be in running text.
+
+    Raises:
+        ModelLoadError: The tokenizer cannot be loaded.
+        AlignmentError: The tokenizer is not a fast tokenizer (no word ids, so no alignment).
+    """
+    from transformers import AutoTokenizer
+
+    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision, "cache_dir": cache_dir}
+    if token:
+        kwargs["token"] = token
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(
+            f"cannot load the tokenizer of '{name_or_path}': {first_line}; pass a local model directory "
+            "(the hub is not reachable offline)"
+        ) from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise AlignmentError(
+            f"the tokenizer of '{name_or_path}' ({type(tokenizer).__name__}) is not a fast tokenizer; "
+            "tagtune needs word ids to align labels: use a model with a tokenizer.json"
+        )
+    if _needs_prefix_space(tokenizer) and not getattr(tokenizer, "add_prefix_space", False):
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, add_prefix_space=True, **kwargs)
+    return tokenizer
+
+
+def _needs_prefix_space(tokenizer) -> bool:
+    pre = json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer") or {}
+    kinds = {pre.get("type")} | {p.get("type") for p in pre.get("pretokenizers", []) or []}
+    return bool(kinds & _PREFIX_SPACE_PRETOKENIZERS)
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The special-token template of a tokenizer: ids before and after the content."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer) -> SpecialTokens:
+        # transformers 5 has no build_inputs_with_special_tokens; learn the template from an encoding.
+        encoding = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
+        ids, word_ids = encoding["input_ids"][0], encoding.word_ids(0)
+        first = word_ids.index(0)
+        last = len(word_ids) - 1 - word_ids[::-1].index(0)
+        return cls(tuple(ids[:first]), tuple(ids[last + 1 :]))
+
+    def __len__(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+
+@dataclass
+class Encoding:
+    """Model inputs for a list of examples, one row per window, plus what is needed to go back.
+
+    Attributes:
+        input_ids: One list of token ids per window, special tokens included.
+        labels: Per position label ids (``-100`` ignored), or ``None`` for unlabelled data.
+        word_index: Per position, the index of the word whose prediction this position gives, or -1.
+        example_index: For each window, the index of its example in the input list.
+        word_counts: Number of words of each example.
+        windowed_examples: Number of examples that needed more than one window.
+        replaced_words: Number of words that tokenized to nothing and were encoded as the unknown token.
+    """
+
+    input_ids: list[list[int]] = field(default_factory=list)
+    labels: list[list[int]] | None = None
+    word_index: list[list[int]] = field(default_factory=list)
+    example_index: list[int] = field(default_factory=list)
+    word_counts: list[int] = field(default_factory=list)
+    windowed_examples: int = 0
+    replaced_words: int = 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def columns(self) -> dict[str, list]:
+        """Columns for ``datasets.Dataset.from_dict`` (``labels`` only when labelled)."""
+        columns: dict[str, list] = {"input_ids": self.input_ids, "example_index": self.example_index}
+        columns["word_index"] = self.word_index
+        if self.labels is not None:
+            columns["labels"] = self.labels
+        return columns
+
+
+def window_bounds(n: int, budget: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """Split ``n`` content positions into windows of at most ``budget`` with ``stride`` overlap.
+
+    Returns ``(start, end, core_start, core_end)`` per window; the cores tile ``[0, n)`` exactly, so
+    each position is owned by one window.
+
+    >>> window_bounds(5, 8, 2)
+    [(0, 5, 0, 5)]
+    >>> window_bounds(10, 6, 2)
+    [(0, 6, 0, 5), (4, 10, 5, 10)]
+    """
+    if n <= budget:
+        return [(0, n, 0, n)]
+    step = budget - stride
+    starts = list(range(0, n - budget, step)) + [n - budget]
+    bounds = []
+    for k, start in enumerate(starts):
+        end = start + budget
+        core_start = 0 if k == 0 else bounds[-1][3]
+        # The next window's core starts midway through the overlap, so each side keeps context.
+        core_end = n if k == len(starts) - 1 else (starts[k + 1] + end) // 2
+        bounds.append((start, end, core_start, core_end))
+    return bounds
+
+
+class Aligner:
+    """Turns examples into windows for one tokenizer, label set and :class:`AlignConfig`."""
+
+    def __init__(self, tokenizer, config: AlignConfig, label2id: Mapping[str, int] | None = None):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.label2id = dict(label2id) if label2id is not None else None
+        self.specials = SpecialTokens.of(tokenizer)
+        self.budget = config.max_length - len(self.specials)
+        if self.budget < 2:
+            raise ConfigError(f"--max_seq_length {config.max_length} leaves no room for words")
+        if not 0 <= config.stride < self.budget // 2 + 1:
+            raise ConfigError(
+                f"--stride {config.stride} must be between 0 and {self.budget // 2} for "
+                f"--max_seq_length {config.max_length}"
+            )
+        self._b_to_i = self._continuation_ids() if self.label2id else {}
+        self._unk_word = tokenizer.unk_token or "?"
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def _continuation_ids(self) -> dict[int, int]:
+        assert self.label2id is not None
+        mapping = {}
+        for label, idx in self.label2id.items():
+            cont = label
+            if label[:2] in ("B-", "S-"):
+                candidate = "I-" + label[2:]
+                cont = candidate if candidate in self.label2id else label
+            elif label[:2] == "E-":
+                cont = "I-" + label[2:] if "I-" + label[2:] in self.label2id else label
+            mapping[idx] = self.label2id[cont]
+        return mapping
+
+    def _tokenize_words(self, batch: Sequence[Sequence[str]]) -> tuple[list[list[int]], list[list[int]], int]:
+        """Sub-token ids and word ids per sentence; words that vanish are re-encoded as unknown."""
+        encoded = self.tokenizer([list(words) for words in batch], is_split_into_words=True,
+                                 add_special_tokens=False)
+        all_ids, all_word_ids, replaced = [], [], 0
+        for i, words in enumerate(batch):
+            ids, word_ids = encoded["input_ids"][i], encoded.word_ids(i)
+            missing = set(range(len(words))) - set(word_ids)
+            if missing:
+                # A word made only of characters the normalizer drops (zero-width, control) would
+                # otherwise get no prediction at all.
+                fixed = [self._unk_word if j in missing else w for j, w in enumerate(words)]
+                again = self.tokenizer([fixed], is_split_into_words=True, add_special_tokens=False)
+                ids, word_ids = again["input_ids"][0], again.word_ids(0)
+                replaced += len(missing)
+                if set(range(len(words))) - set(word_ids):
+                    raise AlignmentError(f"words {sorted(missing)} produce no sub-token even as '{self._unk_word}'")
+            all_ids.append(list(ids))
+            all_word_ids.append(list(word_ids))
+        return all_ids, all_word_ids, replaced
+
+    def encode(self, examples: Sequence[Example], labelled: bool | None = None,
+               batch_size: int = 1000) -> Encoding:
+        """Encode examples into windows.
+
+        Args:
+            examples: The sentences, in order (document context uses neighbours of the same ``doc``).
+            labelled: Produce labels; default: when every example has tags and a label map is set.
+            batch_size: Sentences tokenized per call of the fast tokenizer.
+
+        Raises:
+            LabelSchemeError: A tag is not in the label map (should have been caught by labels.py).
+        """
+        if labelled is None:
+            labelled = self.label2id is not None and all(e.tags is not None for e in examples)
+        out = Encoding(labels=[] if labelled else None)
+        context = self.config.context_size
+        for offset in range(0, len(examples), batch_size):
+            chunk = examples[offset : offset + batch_size]
+            ids_batch, word_ids_batch, replaced = self._tokenize_words([e.tokens for e in chunk])
+            out.replaced_words += replaced
+            for i, example in enumerate(chunk):
+                index = offset + i
+                left, right = ([], [])
+                if context and len(ids_batch[i]) < self.budget:
+                    left, right = self._context(examples, index, ids_batch, word_ids_batch, offset,
+                                                self.budget - len(ids_batch[i]))
+                self._encode_one(out, index, example, ids_batch[i], word_ids_batch[i], labelled, left, right)
+        return out
+
+    def _context(self, examples, index, ids_batch, word_ids_batch, offset, room) -> tuple[list[int], list[int]]:
+        """Sub-token ids of neighbouring sentences of the same document, up to ``context_size`` a side."""
+        doc = examples[index].doc
+        if doc is None:
+            return [], []
+        per_side = min(self.config.context_size, room // 2)
+
+        def ids_of(j: int) -> list[int]:
+            if offset <= j < offset + len(ids_batch):
+                return ids_batch[j - offset]
+            ids, _, _ = self._tokenize_words([examples[j].tokens])
+            return ids[0]
+
+        left: list[int] = []
+        j = index - 1
+        while j >= 0 and len(left) < per_side and examples[j].doc == doc:
+            left = ids_of(j) + left
+            j -= 1
+        right: list[int] = []
+        j = index + 1
+        while j < len(examples) and len(right) < per_side and examples[j].doc == doc:
+            right = right + ids_of(j)
+            j += 1
+        return left[len(left) - per_side :] if len(left) > per_side else left, right[:per_side]
+
+    def _encode_one(self, out: Encoding, index: int, example: Example, ids: list[int], word_ids: list[int],
+                    labelled: bool, left: list[int], right: list[int]) -> None:
+        n = len(ids)
+        out.word_counts.append(len(example.tokens))
+        if n == 0:
+            return  # nothing to feed the model; the example is complete with no words
+        first_position = _first_positions(word_ids)
+        tag_ids = self._tag_ids(example) if labelled else None
+        bounds = window_bounds(n, self.budget, self.config.stride)
+        if len(bounds) > 1:
+            out.windowed_examples += 1
+        prefix, suffix = list(self.specials.prefix), list(self.specials.suffix)
+        for start, end, core_start, core_end in bounds:
+            content = ids[start:end]
+            word_index = [-1] * len(content)
+            labels = [IGNORE_INDEX] * len(content)
+            for p in range(core_start, core_end):
+                w = word_ids[p]
+                if first_position[w] == p:
+                    word_index[p - start] = w
+                    if tag_ids is not None:
+                        labels[p - start] = tag_ids[w]
+                elif tag_ids is not None and self.config.label_all_tokens:
+                    labels[p - start] = self._b_to_i[tag_ids[w]]
+            pad_left, pad_right = [-1] * (len(prefix) + len(left)), [-1] * (len(right) + len(suffix))
+            out.input_ids.append(prefix + left + content + right + suffix)
+            out.word_index.append(pad_left + word_index + pad_right)
+            if out.labels is not None:
+                out.labels.append([IGNORE_INDEX] * len(pad_left) + labels + [IGNORE_INDEX] * len(pad_right))
+            out.example_index.append(index)
+
+    def _tag_ids(self, example: Example) -> list[int]:
+        assert self.label2id is not None and example.tags is not None
+        try:
+            return [self.label2id[tag] for tag in example.tags]
+        except KeyError as error:
+            from tagtune.errors import LabelSchemeError
+
+            raise LabelSchemeError(
+                f"{example.origin or 'example ' + example.id}: tag {error.args[0]!r} is not one of the model's "
+                f"labels ({', '.join(self.label2id)}); train with data that has it or map it"
+            ) from None
+
+
+def _first_positions(word_ids: Sequence[int | None]) -> dict[int, int]:
+    first: dict[int, int] = {}
+    for position, word in enumerate(word_ids):
+        if word is not None and word not in first:
+            first[word] = position
+    return first
+
+
+class WordCollector:
+    """Reassembles per-word scores from window rows that arrive in any order (streaming).
+
+    Memory holds only examples whose windows have not all arrived yet.
+    """
+
+    def __init__(self, word_counts: Sequence[int], num_labels: int):
+        self.word_counts = word_counts
+        self.num_labels = num_labels
+        self._pending: dict[int, np.ndarray] = {}
+        self._missing: dict[int, int] = {}
+
+    def add(self, example_index: int, word_index: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
+        """Add one window's per-position scores ``[T, L]``; returns the example's ``[words, L]`` when complete."""
+        if example_index not in self._pending:
+            count = self.word_counts[example_index]
+            self._pending[example_index] = np.zeros((count, self.num_labels), dtype=np.float32)
+            self._missing[example_index] = count
+        words = self._pending[example_index]
+        mask = word_index >= 0
+        words[word_index[mask]] = scores[: len(word_index)][mask]
+        self._missing[example_index] -= int(mask.sum())
+        if self._missing[example_index] == 0:
+            del self._missing[example_index]
+            return self._pending.pop(example_index)
+        return None
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+
+def iter_length_sorted_batches(lengths: Sequence[int], max_batch_size: int,
+                               max_tokens: int | None = None) -> Iterator[list[int]]:
+    """Row indices grouped into batches of similar length (longest first), for inference.
+
+    ``max_tokens`` bounds ``batch_size * longest`` so that padded batches have a bounded size.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for row in order:
+        longest = lengths[batch[0]] if batch else lengths[row]
+        if batch and (len(batch) >= max_batch_size or (max_tokens and (len(batch) + 1) * longest > max_tokens)):
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch

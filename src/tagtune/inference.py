@@ -1,0 +1,80 @@
+"""Forward passes over encoded windows, streaming per-word scores back in example order.
+
+Windows are sorted by length and padded only to the longest of their batch; results are reassembled
+per example by :class:`tagtune.align.WordCollector`, so memory holds only the examples still in flight
+plus one batch of logits, whatever the size of the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from tagtune.align import Encoding, WordCollector, iter_length_sorted_batches
+
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def pad_batch(rows: list[list[int]], pad_id: int, multiple_of: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` for rows padded on the right to the longest (rounded up)."""
+    longest = max(len(r) for r in rows)
+    longest = -(-longest // multiple_of) * multiple_of
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def model_forward(model: torch.nn.Module) -> Forward:
+    """A forward function returning logits ``[B, T, L]`` for a transformers token-classification model."""
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    return forward
+
+
+def iter_word_scores(
+    forward: Forward,
+    encoding: Encoding,
+    num_labels: int,
+    *,
+    pad_id: int,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(example_index, log_probs[words, L])`` for every example, each exactly once.
+
+    Examples come out in the order they complete, not input order; callers that need input order
+    index by ``example_index``.
+    """
+    collector = WordCollector(encoding.word_counts, num_labels)
+    # Examples with no words have no windows; they are complete from the start.
+    for index, count in enumerate(encoding.word_counts):
+        if count == 0:
+            yield index, np.zeros((0, num_labels), dtype=np.float32)
+    lengths = [len(r) for r in encoding.input_ids]
+    device = torch.device(device)
+    amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
+           else nullcontext())
+    with torch.inference_mode(), amp:
+        for rows in iter_length_sorted_batches(lengths, batch_size, max_tokens):
+            ids, mask = pad_batch([encoding.input_ids[r] for r in rows], pad_id)
+            logits = forward(ids.to(device), mask.to(device))
+            log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+            for k, row in enumerate(rows):
+                done = collector.add(encoding.example_index[row], np.asarray(encoding.word_index[row]),
+                                     log_probs[k])
+                if done is not None:
+                    yield encoding.example_index[row], done
+            if progress is not None:
+                progress(len(rows))
+    assert collector.pending() == 0, "every word of every example is owned by one window"
