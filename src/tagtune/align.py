@@ -165,7 +165,8 @@ class Aligner:
         self.budget = config.max_length - len(self.specials)
         if self.budget < 2:
             raise ConfigError(f"--max_seq_length {config.max_length} leaves no room for words")
-        if not 0 <= config.stride < self.budget // 2 + 1:
+        self.stride = min(32, self.budget // 4) if config.stride is None else config.stride
+        if not 0 <= self.stride <= self.budget // 2:
             raise ConfigError(
                 f"--stride {config.stride} must be between 0 and {self.budget // 2} for "
                 f"--max_seq_length {config.max_length}"
@@ -270,7 +271,7 @@ class Aligner:
             return  # nothing to feed the model; the example is complete with no words
         first_position = _first_positions(word_ids)
         tag_ids = self._tag_ids(example) if labelled else None
-        bounds = window_bounds(n, self.budget, self.config.stride)
+        bounds = window_bounds(n, self.budget, self.stride)
         if len(bounds) > 1:
             out.windowed_examples += 1
         prefix, suffix = list(self.specials.prefix), list(self.specials.suffix)

@@ -61,7 +61,8 @@ class AlignConfig:
     Attributes:
         max_length: Longest model input in sub-tokens, special tokens included. Longer sentences are
             split into overlapping windows, never truncated.
-        stride: Sub-tokens shared by consecutive windows (context on each side of a cut).
+        stride: Sub-tokens shared by consecutive windows (context on each side of a cut); ``None``:
+            a quarter of the window, at most 32.
         label_all_tokens: Label every sub-token of a word (``B-`` continues as ``I-``), not only the
             first.
         pad_to_max_length: Pad every input to ``max_length`` (upstream flag); otherwise pad to the
@@ -70,7 +71,7 @@ class AlignConfig:
     """
 
     max_length: int = 128
-    stride: int = 32
+    stride: int | None = None
     label_all_tokens: bool = False
     pad_to_max_length: bool = False
     context_size: int = 0

@@ -1,0 +1,26 @@
+#!/usr/bin/env python
+"""Fine-tune, evaluate and predict token classification with the transformers Trainer, via tagtune.
+
+Accepts the flags of transformers' examples/pytorch/token-classification/run_ner.py verbatim (or one
+JSON file of them), plus tagtune's (see `--help`). Unlike upstream it reads integer-id JSON with
+labels.json, CoNLL and CoNLL-U files, windows long sentences instead of truncating them, and writes
+one prediction per input word.
+
+    python run_ner.py --model_name_or_path MODEL --train_file train.json --validation_file dev.json \
+        --test_file test.json --output_dir out --do_train --do_eval --do_predict
+"""
+
+from tagtune.cli import run_guarded
+from tagtune.train import run_trainer
+from tagtune.upstream_args import parse_upstream_args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, training_args = parse_upstream_args(argv)
+    data_cfg, align_cfg, eval_cfg = data_args.to_configs(training_args.per_device_eval_batch_size)
+    return run_trainer(data_cfg, model_args.to_config(), align_cfg, eval_cfg, training_args,
+                       strict_labels=data_args.strict_labels)
+
+
+if __name__ == "__main__":
+    run_guarded(main)

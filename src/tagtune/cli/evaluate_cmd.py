@@ -1,0 +1,62 @@
+"""``tagtune evaluate``: score a saved model on labelled data, word by word."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def evaluate(
+        model: Annotated[Path, typer.Argument(help="A model directory written by tagtune train.")],
+        data: Annotated[Path, typer.Argument(help="Labelled data: CoNLL, CoNLL-U, JSON(L) or CSV.")],
+        output_dir: Annotated[Path | None, typer.Option("--output_dir", "-o", help="Write eval_results.json and predictions.txt here.")] = None,
+        task_name: Annotated[str, typer.Option("--task_name", help="ner, pos or chunk.")] = "ner",
+        label_names_file: Annotated[Path | None, typer.Option("--label_names_file", help="JSON naming integer ids.")] = None,
+        decoding: Annotated[str | None, typer.Option("--decoding", help="viterbi or argmax (default: the model's).")] = None,
+        batch_size: Annotated[int, typer.Option("--batch_size", help="Windows per forward pass.")] = 32,
+        entity_level: Annotated[bool, typer.Option("--return_entity_level_metrics", help="Metrics per entity type.")] = False,
+        allow_pickle: Annotated[bool, typer.Option("--allow_pickle", help="Accept pickled weights (unsafe).")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks.")] = False,
+    ) -> None:
+        """Evaluate MODEL on DATA: entity P/R/F1 (seqeval-equal), per type, token accuracy."""
+        import json
+
+        from tagtune.checkpoint import load_checkpoint
+        from tagtune.cli import fail
+        from tagtune.config import DataConfig
+        from tagtune.decode import Decoder
+        from tagtune.evaluate import evaluate_examples, write_predictions
+        from tagtune.fileio import atomic_write_json
+        from tagtune.inference import model_forward
+        from tagtune.metrics import flatten_metrics
+        from tagtune.progress import set_quiet
+        from tagtune.train import prepare_data
+
+        set_quiet(quiet)
+        if decoding not in (None, "viterbi", "argmax"):
+            fail(f"--decoding '{decoding}' is not one of viterbi, argmax")
+        if task_name not in ("ner", "pos", "chunk"):
+            fail(f"--task_name '{task_name}' is not one of ner, pos, chunk")
+        checkpoint = load_checkpoint(model, allow_pickle=allow_pickle)
+        prepared = prepare_data(DataConfig(test_file=data, task_name=task_name, label_names_file=label_names_file))  # type: ignore[arg-type]
+        examples = prepared.corpus.splits["test"]
+        if any(e.tags is None for e in examples):
+            fail(f"{data}: has no tag column to evaluate against; use tagtune predict for unlabelled data")
+        unknown = sorted(set(prepared.labels) - set(checkpoint.labels))
+        if unknown:
+            typer.echo(f"warning: tags {unknown} are not among the model's labels; they count as missed", err=True)
+        decoder = Decoder(checkpoint.labels, checkpoint.scheme, decoding or checkpoint.eval.decoding)  # type: ignore[arg-type]
+        result = evaluate_examples(model_forward(checkpoint.model), checkpoint.aligner(), examples, decoder,
+                                   batch_size=batch_size)
+        metrics = flatten_metrics(result.metrics, entity_level, prefix="eval_")
+        metrics["eval_samples"], metrics["eval_words"] = len(examples), result.num_words
+        metrics["eval_windowed_sentences"] = result.windowed_examples
+        if output_dir is not None:
+            atomic_write_json(output_dir / "eval_results.json", metrics)
+            write_predictions(output_dir / "predictions.txt", examples, result.predictions)
+        typer.echo(json.dumps(metrics, indent=2, sort_keys=True))

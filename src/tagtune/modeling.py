@@ -1,0 +1,111 @@
+"""Loading models safely and giving their heads the real label names."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from tagtune.config import ModelConfig
+from tagtune.errors import ConfigError, ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+_PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "tf_model.h5")
+_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+_DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+def check_weights(model_name_or_path: str, allow_pickle: bool) -> None:
+    """Refuse a local model directory whose only weights are pickled (they can run arbitrary code).
+
+    Raises:
+        ModelLoadError: The path does not exist, has no weights, or has only pickled weights.
+    """
+    path = Path(model_name_or_path)
+    looks_local = path.exists() or model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1
+    if not looks_local:
+        return  # a hub name; transformers is told use_safetensors below
+    if not path.is_dir():
+        raise ModelLoadError(f"model path '{model_name_or_path}' does not exist or is not a directory")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"model directory '{model_name_or_path}' has no config.json; is it a model directory?")
+    if any((path / name).is_file() for name in _SAFE_WEIGHTS):
+        return
+    pickled = [name for name in _PICKLE_WEIGHTS if (path / name).is_file()]
+    if pickled and not allow_pickle:
+        raise ModelLoadError(
+            f"'{model_name_or_path}' has only pickled weights ({pickled[0]}), which can execute code when "
+            "loaded; convert them to safetensors or pass --allow_pickle if you trust the source"
+        )
+    if not pickled:
+        raise ModelLoadError(f"model directory '{model_name_or_path}' has no weights (model.safetensors)")
+
+
+def named_labels(config) -> list[str] | None:
+    """The label names a model config carries, or ``None`` for the ``LABEL_n`` placeholders."""
+    id2label = getattr(config, "id2label", None) or {}
+    names = [id2label[i] for i in sorted(id2label, key=int)]
+    if not names or all(_DEFAULT_LABEL.match(str(n)) for n in names):
+        return None
+    return [str(n) for n in names]
+
+
+def resolve_labels(model_cfg: ModelConfig, data_labels: Sequence[str]) -> tuple[list[str], bool]:
+    """Choose the label order for the model: the checkpoint's own when it already has the same
+    names (fine-tuning a fine-tuned model), else the data's.
+
+    Returns:
+        ``(labels, reinit_head)`` where ``reinit_head`` says the checkpoint head must be replaced.
+
+    Raises:
+        ConfigError: The checkpoint's head has other labels and ``--ignore_mismatched_sizes`` is off.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_cfg.config_name or model_cfg.model_name_or_path,
+                                        trust_remote_code=model_cfg.trust_remote_code,
+                                        revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir)
+    existing = named_labels(config)
+    if existing is None or not _is_token_classifier(config):
+        return list(data_labels), False
+    if set(existing) == set(data_labels):
+        return existing, False
+    if set(data_labels) <= set(existing):
+        return existing, False  # data uses a subset of the model's labels; keep the head
+    if not model_cfg.ignore_mismatched_sizes:
+        missing = sorted(set(data_labels) - set(existing))
+        raise ConfigError(
+            f"the model's head knows labels {existing} but the data also has {missing}; pass "
+            "--ignore_mismatched_sizes to train a new head"
+        )
+    return list(data_labels), True
+
+
+def _is_token_classifier(config) -> bool:
+    return any(a.endswith("ForTokenClassification") for a in (getattr(config, "architectures", None) or []))
+
+
+def load_token_classifier(model_cfg: ModelConfig, labels: Sequence[str], reinit_head: bool = False):
+    """A ``AutoModelForTokenClassification`` whose ``id2label``/``label2id`` hold the real names."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    check_weights(model_cfg.model_name_or_path, model_cfg.allow_pickle)
+    id2label = dict(enumerate(labels))
+    config = AutoConfig.from_pretrained(
+        model_cfg.config_name or model_cfg.model_name_or_path, num_labels=len(labels), id2label=id2label,
+        label2id={label: i for i, label in id2label.items()}, trust_remote_code=model_cfg.trust_remote_code,
+        revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir,
+    )
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(
+            model_cfg.model_name_or_path, config=config, trust_remote_code=model_cfg.trust_remote_code,
+            revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir,
+            ignore_mismatched_sizes=model_cfg.ignore_mismatched_sizes or reinit_head,
+            use_safetensors=None if model_cfg.allow_pickle else True,
+        )
+    except (OSError, ValueError) as error:
+        text = str(error).strip().splitlines()
+        raise ModelLoadError(f"cannot load model '{model_cfg.model_name_or_path}': {text[0] if text else error}") from None
+    return model

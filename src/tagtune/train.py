@@ -1,0 +1,248 @@
+"""The Trainer engine: read, label, align, fine-tune with ``transformers.Trainer``, evaluate, predict, save.
+
+This is what ``examples/token-classification/run_ner.py`` and ``tagtune train`` run. Every
+``TrainingArguments`` flag passes through; tagtune only changes defaults that are plainly better
+(length-grouped batches) and replaces the Trainer's evaluation, which keeps every logit in memory and
+scores sub-tokens, by a streaming word-level one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tagtune.align import Aligner, load_tokenizer
+from tagtune.config import AlignConfig, DataConfig, EvalConfig, ModelConfig
+from tagtune.corpus import Corpus, Example
+from tagtune.decode import Decoder
+from tagtune.errors import ConfigError, OutputDirError
+from tagtune.evaluate import EvalResult, evaluate_examples, write_predictions
+from tagtune.fileio import atomic_write_json
+from tagtune.inference import model_forward
+from tagtune.metrics import flatten_metrics
+from tagtune.modeling import load_token_classifier, resolve_labels
+from tagtune.outputs import save_run_config, write_model_card
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """A corpus with checked labels, ready for alignment."""
+
+    corpus: Corpus
+    scheme: str
+    labels: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_data(data_cfg: DataConfig, strict: bool = False) -> PreparedData:
+    """Read every split and settle the label list and tagging scheme (never loses a label name)."""
+    from tagtune.labels import prepare_labels
+    from tagtune.readers import read_corpus
+
+    corpus = read_corpus(data_cfg)
+    corpus, scheme, labels = prepare_labels(corpus, repair=not strict, strict=strict)
+    for warning in corpus.warnings:
+        logger.warning(warning)
+    return PreparedData(corpus, scheme, labels, list(corpus.warnings))
+
+
+def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool) -> None:
+    """Refuse to write into a non-empty output directory unless asked to (or resuming there)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputDirError(f"--output_dir '{output_dir}' exists and is not a directory")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite and not resuming:
+        raise OutputDirError(
+            f"--output_dir '{output_dir}' already exists and is not empty; pass --overwrite_output_dir to "
+            "replace its contents or --resume_from_checkpoint to continue a run there"
+        )
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` directory (one with a trainer state), if any."""
+    if not output_dir.is_dir():
+        return None
+    complete = [p for p in output_dir.glob("checkpoint-*")
+                if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _make_trainer_class():
+    from transformers import Trainer
+
+    class TagtuneTrainer(Trainer):
+        """A Trainer whose evaluation is tagtune's streaming, word-level one."""
+
+        def __init__(self, *args: Any, word_evaluator=None, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.word_evaluator = word_evaluator
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+            if self.word_evaluator is None:
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            start = time.perf_counter()
+            metrics = self.word_evaluator(self.model, metric_key_prefix)
+            metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 4)
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    return TagtuneTrainer
+
+
+class WordEvaluator:
+    """Evaluates a model on labelled examples with tagtune's aligner and decoder."""
+
+    def __init__(self, aligner: Aligner, decoder: Decoder, examples: list[Example], eval_cfg: EvalConfig,
+                 autocast_dtype: torch.dtype | None):
+        self.aligner, self.decoder, self.examples = aligner, decoder, examples
+        self.eval_cfg, self.autocast_dtype = eval_cfg, autocast_dtype
+        self.last: EvalResult | None = None
+
+    def run(self, model: torch.nn.Module, examples: list[Example] | None = None, description: str = "evaluating") -> EvalResult:
+        was_training = model.training
+        model.eval()
+        try:
+            device = next(model.parameters()).device
+            result = evaluate_examples(
+                model_forward(model), self.aligner, examples if examples is not None else self.examples,
+                self.decoder, batch_size=self.eval_cfg.batch_size, device=device,
+                autocast_dtype=self.autocast_dtype if device.type == "cpu" else None, description=description,
+            )
+        finally:
+            model.train(was_training)
+        self.last = result
+        return result
+
+    def __call__(self, model: torch.nn.Module, prefix: str = "eval") -> dict[str, float]:
+        result = self.run(model)
+        metrics = flatten_metrics(result.metrics, self.eval_cfg.return_entity_level_metrics, prefix=f"{prefix}_")
+        metrics[f"{prefix}_samples"] = len(self.examples)
+        return metrics
+
+
+def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignConfig, eval_cfg: EvalConfig,
+                training_args, *, strict_labels: bool = False) -> dict[str, float]:
+    """Fine-tune and/or evaluate and predict, writing every output into ``training_args.output_dir``.
+
+    Args:
+        strict_labels: Refuse invalid IOB sequences instead of repairing them.
+
+    Returns:
+        ``all_results``: train, eval and predict metrics (also written to ``all_results.json``).
+    """
+    from datasets import Dataset
+    from transformers import DataCollatorForTokenClassification, set_seed
+
+    output_dir = Path(training_args.output_dir)
+    resume = training_args.resume_from_checkpoint
+    check_output_dir(output_dir, getattr(training_args, "overwrite_output_dir", False), bool(resume))
+    set_seed(training_args.seed)
+
+    data = prepare_data(data_cfg, strict=strict_labels)
+    splits = data.corpus.splits
+    tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_cfg.model_name_or_path,
+                               trust_remote_code=model_cfg.trust_remote_code, revision=model_cfg.model_revision,
+                               cache_dir=model_cfg.cache_dir, token=model_cfg.token)
+    labels, reinit = resolve_labels(model_cfg, data.labels)
+    model = load_token_classifier(model_cfg, labels, reinit_head=reinit)
+    label2id = {label: i for i, label in enumerate(labels)}
+    aligner = Aligner(tokenizer, align_cfg, label2id)
+    decoder = Decoder(labels, data.scheme, eval_cfg.decoding)
+    autocast = torch.bfloat16 if training_args.bf16 else None
+
+    results: dict[str, float] = {}
+    train_dataset = None
+    if training_args.do_train:
+        if "train" not in splits:
+            raise ConfigError("--do_train needs --train_file or --dataset_name with a train split")
+        encoding = aligner.encode(splits["train"])
+        columns = encoding.columns()
+        train_dataset = Dataset.from_dict({"input_ids": columns["input_ids"], "labels": columns["labels"],
+                                           "length": [len(r) for r in columns["input_ids"]]})
+        _log_summary(data, encoding, training_args)
+        results["train_windowed_sentences"] = encoding.windowed_examples
+        results["train_unknown_words"] = encoding.replaced_words
+
+    validation = splits.get("validation", [])
+    evaluator = WordEvaluator(aligner, decoder, validation, eval_cfg, autocast)
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None)
+    trainer = _make_trainer_class()(
+        model=model, args=training_args, train_dataset=train_dataset,
+        eval_dataset=train_dataset if validation else None, processing_class=tokenizer,
+        data_collator=collator, word_evaluator=evaluator if validation else None,
+    )
+
+    if training_args.do_train:
+        checkpoint = _resume_path(resume, output_dir)
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()  # safetensors, config with id2label holding the real names
+        tokenizer.save_pretrained(output_dir)
+        train_metrics = dict(train_result.metrics)
+        train_metrics["train_samples"] = len(splits["train"])
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+        results.update(train_metrics)
+        save_run_config(output_dir, data_cfg, model_cfg, align_cfg, eval_cfg, labels, data.scheme)
+
+    if training_args.do_eval:
+        if not validation:
+            raise ConfigError("--do_eval needs --validation_file or a validation split")
+        metrics = evaluator(trainer.model, "eval")
+        metrics["eval_windowed_sentences"] = evaluator.last.windowed_examples if evaluator.last else 0
+        trainer.log_metrics("eval", metrics)
+        atomic_write_json(output_dir / "eval_results.json", metrics)
+        results.update(metrics)
+
+    if training_args.do_predict:
+        test = splits.get("test")
+        if not test:
+            raise ConfigError("--do_predict needs --test_file or a test split")
+        result = evaluator.run(trainer.model, test, description="predicting")
+        metrics = flatten_metrics(result.metrics, eval_cfg.return_entity_level_metrics, prefix="predict_") if result.metrics else {}
+        metrics["predict_samples"] = len(test)
+        metrics["predict_words"] = result.num_words
+        metrics["predict_windowed_sentences"] = result.windowed_examples
+        trainer.log_metrics("predict", metrics)
+        atomic_write_json(output_dir / "predict_results.json", metrics)
+        write_predictions(output_dir / "predictions.txt", test, result.predictions)
+        results.update(metrics)
+
+    if results:
+        atomic_write_json(output_dir / "all_results.json", results)
+        if training_args.do_train:
+            write_model_card(output_dir, model_cfg, data_cfg, labels, results, training_args)
+    return results
+
+
+def _resume_path(resume: str | bool | None, output_dir: Path) -> str | None:
+    if not resume:
+        return None
+    if resume is True or str(resume).lower() in ("latest", "true"):
+        found = last_checkpoint(output_dir)
+        if found is None:
+            raise OutputDirError(f"--resume_from_checkpoint latest: no complete checkpoint in '{output_dir}'")
+        logger.info("resuming from %s", found)
+        return str(found)
+    if not Path(resume).is_dir():
+        raise OutputDirError(f"--resume_from_checkpoint '{resume}' is not a checkpoint directory")
+    return str(resume)
+
+
+def _log_summary(data: PreparedData, encoding, training_args) -> None:
+    splits = ", ".join(f"{name} {len(examples)}" for name, examples in data.corpus.splits.items())
+    batch = training_args.per_device_train_batch_size * max(1, training_args.world_size) * training_args.gradient_accumulation_steps
+    steps = math.ceil(len(encoding) / batch) * training_args.num_train_epochs if training_args.max_steps <= 0 else training_args.max_steps
+    logger.info(
+        "sentences: %s | labels (%s, %d): %s | train windows %d (%d sentences needed several windows) | "
+        "effective batch %d | optimizer steps %s",
+        splits, data.scheme, len(data.labels), " ".join(data.labels), len(encoding), encoding.windowed_examples,
+        batch, steps,
+    )

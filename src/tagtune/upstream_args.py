@@ -1,0 +1,129 @@
+"""The upstream ``run_ner.py`` command-line flags, verbatim, mapped onto tagtune's typed configs.
+
+``examples/token-classification/run_ner.py`` and ``tagtune train`` both parse with these dataclasses
+through ``transformers.HfArgumentParser``, so a flag means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser, TrainingArguments
+
+from tagtune.config import AlignConfig, DataConfig, EvalConfig, ModelConfig
+from tagtune.errors import ConfigError
+
+
+@dataclass
+class ModelArguments:
+    """Upstream model flags plus tagtune's safety switches."""
+
+    model_name_or_path: str = field(metadata={"help": "Local model directory (or hub name when online)."})
+    config_name: str | None = field(default=None, metadata={"help": "Config name or path if not the model's."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path if not the model's."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models."})
+    model_revision: str = field(default="main", metadata={"help": "Model version (branch, tag or commit)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped with the model."})
+    ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a head with other labels."})
+    allow_pickle: bool = field(default=False, metadata={"help": "Accept pickled .bin/.pt weights (unsafe)."})
+
+    def to_config(self) -> ModelConfig:
+        return ModelConfig(
+            model_name_or_path=self.model_name_or_path, config_name=self.config_name,
+            tokenizer_name=self.tokenizer_name, cache_dir=self.cache_dir, model_revision=self.model_revision,
+            token=self.token, trust_remote_code=self.trust_remote_code,
+            ignore_mismatched_sizes=self.ignore_mismatched_sizes, allow_pickle=self.allow_pickle,
+        )
+
+
+@dataclass
+class DataTrainingArguments:
+    """Upstream data flags plus tagtune's reader, window and decoding options."""
+
+    task_name: str = field(default="ner", metadata={"help": "ner, pos or chunk.", "choices": ["ner", "pos", "chunk"]})
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub data set name."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub data set configuration."})
+    train_file: str | None = field(default=None, metadata={"help": "CoNLL, CoNLL-U, JSON(L) or CSV file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation file (same formats)."})
+    test_file: str | None = field(default=None, metadata={"help": "Test file (same formats)."})
+    text_column_name: str | None = field(default=None, metadata={"help": "Column of the words."})
+    label_column_name: str | None = field(default=None, metadata={"help": "Column of the tags."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Ignore cached preprocessing."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Preprocessing processes."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longest model input in sub-tokens; longer sentences are windowed, never truncated."})
+    pad_to_max_length: bool = field(default=False, metadata={"help": "Pad every input to max_seq_length."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training sentences."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation sentences."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test sentences."})
+    label_all_tokens: bool = field(default=False, metadata={"help": "Label every sub-token, not only the first."})
+    return_entity_level_metrics: bool = field(default=False, metadata={"help": "Report metrics per entity type."})
+    # tagtune additions
+    data_format: str = field(default="auto", metadata={"help": "auto, conll, conllu, json, jsonl or csv.",
+                                                       "choices": ["auto", "conll", "conllu", "json", "jsonl", "csv"]})
+    label_names_file: str | None = field(default=None, metadata={"help": "JSON naming integer tag ids."})
+    label_column: int | None = field(default=None, metadata={"help": "Tag column index in CoNLL files."})
+    conllu_tag: str = field(default="upos", metadata={"help": "upos or xpos for CoNLL-U.", "choices": ["upos", "xpos"]})
+    stride: int | None = field(default=None, metadata={"help": "Sub-tokens shared by consecutive windows (default: a quarter of the window, at most 32)."})
+    context_size: int = field(default=0, metadata={"help": "Sub-tokens of document context each side."})
+    decoding: str = field(default="viterbi", metadata={"help": "viterbi (valid sequences) or argmax.",
+                                                       "choices": ["viterbi", "argmax"]})
+    strict_labels: bool = field(default=False, metadata={"help": "Refuse invalid IOB sequences instead of repairing them."})
+
+    def to_configs(self, eval_batch_size: int) -> tuple[DataConfig, AlignConfig, EvalConfig]:
+        def path(value: str | None) -> Path | None:
+            return Path(value) if value else None
+
+        if not self.dataset_name and not (self.train_file or self.validation_file or self.test_file):
+            raise ConfigError("no data: pass --train_file/--validation_file/--test_file or --dataset_name")
+        data = DataConfig(
+            dataset_name=self.dataset_name, dataset_config_name=self.dataset_config_name,
+            train_file=path(self.train_file), validation_file=path(self.validation_file), test_file=path(self.test_file),
+            format=self.data_format, task_name=self.task_name, text_column_name=self.text_column_name,  # type: ignore[arg-type]
+            label_column_name=self.label_column_name, label_column=self.label_column,
+            label_names_file=path(self.label_names_file), conllu_tag=self.conllu_tag,  # type: ignore[arg-type]
+            max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
+            max_predict_samples=self.max_predict_samples,
+        )
+        align = AlignConfig(max_length=self.max_seq_length, stride=self.stride, label_all_tokens=self.label_all_tokens,
+                            pad_to_max_length=self.pad_to_max_length, context_size=self.context_size)
+        evaluation = EvalConfig(batch_size=eval_batch_size, decoding=self.decoding,  # type: ignore[arg-type]
+                                return_entity_level_metrics=self.return_entity_level_metrics)
+        return data, align, evaluation
+
+
+@dataclass
+class TagtuneTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with the upstream flags transformers 5 dropped and better defaults.
+
+    Length-grouped batches are the default: random batches of CoNLL-2003 are about 60% padding.
+    """
+
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the contents of --output_dir."})
+    train_sampling_strategy: str = field(default="group_by_length", metadata={
+        "help": "random, sequential, group_by_length (default) or batch_rebalance.",
+        "choices": ["random", "sequential", "group_by_length", "batch_rebalance"]})
+    group_by_length: bool | None = field(default=None, metadata={"help": "Upstream flag: True = group_by_length sampling, False = random."})
+
+    def __post_init__(self) -> None:
+        if self.group_by_length is not None:
+            self.train_sampling_strategy = "group_by_length" if self.group_by_length else "random"
+        super().__post_init__()
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, TagtuneTrainingArguments)
+
+
+def parse_upstream_args(argv: list[str] | None = None):
+    """Parse upstream flags (or a single ``.json`` file of them, as upstream allows).
+
+    Returns:
+        ``(ModelArguments, DataTrainingArguments, TagtuneTrainingArguments)``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=str(Path(argv[0]).resolve()))
+    return parser.parse_args_into_dataclasses(args=argv)

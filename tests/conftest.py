@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny models built in the tests (no download), paths to the shared CoNLL data."""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+CONLL2003 = REPO.parent / "shared" / "data" / "conll2003"
+
+WORDS = (
+    "the a an of to in and is was for on with as by at from said says will would has have had "
+    "eu rejects german call boycott british lamb peter blackburn brussels paris angela merkel visited "
+    "london new york city united states president minister company bank club football match cup won "
+    "lost against team reuters monday tuesday wednesday thursday friday year week government police "
+    "john smith mary jones china japan france germany berlin tokyo beijing inc corp ltd group party"
+).split()
+
+
+def wordpiece_vocab() -> list[str]:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    return specials + sorted(set(WORDS)) + chars + ["##" + c for c in string.ascii_lowercase + string.digits]
+
+
+def build_tiny_bert(path: Path, num_labels: int = 2) -> Path:
+    """A 2-layer BERT (hidden 32) with a real WordPiece vocabulary, saved as safetensors."""
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizer
+
+    vocab = wordpiece_vocab()
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(path)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=num_labels)
+    BertForTokenClassification(config).save_pretrained(path)
+    return path
+
+
+def build_tiny_roberta(path: Path, num_labels: int = 2) -> Path:
+    """A 2-layer RoBERTa with a byte-level BPE vocabulary trained here, saved as safetensors."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForTokenClassification, RobertaTokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    text = " ".join(WORDS + [w.capitalize() for w in WORDS])
+    bpe.train_from_iterator([text] * 20, vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    path.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(path))
+    vocab = json.loads((path / "vocab.json").read_text())
+    merges = [tuple(line.split()) for line in (path / "merges.txt").read_text().splitlines()[1:] if line.strip()]
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges)
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(path)
+    config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=520, pad_token_id=tokenizer.pad_token_id,
+                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                           num_labels=num_labels)
+    RobertaForTokenClassification(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"))
+
+
+@pytest.fixture(scope="session")
+def conll2003_dir() -> Path:
+    if not (CONLL2003 / "test.txt").is_file():
+        pytest.skip(f"CoNLL-2003 is not at {CONLL2003}")
+    return CONLL2003
