@@ -1,0 +1,165 @@
+"""Entity-level precision, recall and F1 plus token accuracy, equal to seqeval's default mode.
+
+The numbers are the ones upstream ``run_ner.py`` reports through ``evaluate``'s seqeval metric
+(``classification_report(output_dict=True)`` micro average, per-type rows, ``accuracy_score``), computed
+without seqeval and streaming: :class:`EntityScorer` keeps a few counters per entity type, so its
+memory does not grow with the data. Sentences are read as seqeval reads a list of sentences: joined
+with an ``O`` between them (which only matters for garbage tags such as ``.X``).
+
+Where a ratio is undefined (no predicted or no gold entities) it is ``0.0``, as seqeval's default
+``zero_division="warn"`` gives, without the warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tagtune.labels import EntityDecoder
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _prf(tp: int, predicted: int, gold: int) -> tuple[float, float, float]:
+    precision, recall = _ratio(tp, predicted), _ratio(tp, gold)
+    denominator = precision + recall
+    # Same operations, in the same order, as seqeval's (sklearn's) F-beta with beta=1: equal to the bit.
+    f1 = 2 * precision * recall / denominator if denominator else 0.0
+    return precision, recall, f1
+
+
+def _check_lengths(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], offset: int) -> None:
+    if len(gold) != len(pred):
+        raise ValueError(f"got {len(gold)} gold sentences but {len(pred)} predicted ones")
+    for k, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
+        if len(gold_tags) != len(pred_tags):
+            raise ValueError(
+                f"sentence {offset + k} (#{k} of this batch): {len(gold_tags)} gold tags but "
+                f"{len(pred_tags)} predicted; every word needs exactly one prediction"
+            )
+
+
+class EntityScorer:
+    """Streaming entity scores: feed batches of sentences with :meth:`update`, read :meth:`result`.
+
+    >>> scorer = EntityScorer()
+    >>> scorer.update([["B-PER", "I-PER", "O"]], [["B-PER", "I-PER", "O"]])
+    >>> scorer.update([["B-LOC", "O"]], [["B-ORG", "O"]])
+    >>> result = scorer.result()
+    >>> result["precision"], result["recall"], result["f1"], result["accuracy"], result["number"]
+    (0.5, 0.5, 0.5, 0.8, 2)
+    >>> result["per_type"]["LOC"]
+    {'precision': 0.0, 'recall': 0.0, 'f1': 0.0, 'number': 1}
+    """
+
+    def __init__(self) -> None:
+        self._gold = EntityDecoder()
+        self._pred = EntityDecoder()
+        self._counts: dict[str, list[int]] = {}  # type -> [true positives, predicted, gold]
+        self.sentences = 0
+        self.words = 0
+        self.correct_words = 0
+
+    def _count(self, type_: str, slot: int) -> None:
+        counts = self._counts.get(type_)
+        if counts is None:
+            counts = self._counts[type_] = [0, 0, 0]
+        counts[slot] += 1
+
+    def _step(self, gold_tag: str, pred_tag: str) -> None:
+        gold_span, pred_span = self._gold.step(gold_tag), self._pred.step(pred_tag)
+        # Both decoders read the same positions, so spans closing now end at the same word.
+        if gold_span is not None:
+            self._count(gold_span.type, 2)
+        if pred_span is not None:
+            self._count(pred_span.type, 1)
+            if pred_span == gold_span:
+                self._count(pred_span.type, 0)
+
+    def update(self, gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> None:
+        """Add a batch of sentences: gold tags and predicted tags, one per word.
+
+        Raises:
+            ValueError: The batch sizes differ or a sentence's tag counts differ (nothing is counted).
+        """
+        _check_lengths(gold, pred, self.sentences)
+        for gold_tags, pred_tags in zip(gold, pred):
+            for gold_tag, pred_tag in zip(gold_tags, pred_tags):
+                self._step(gold_tag, pred_tag)
+                self.correct_words += gold_tag == pred_tag
+            self._step("O", "O")  # the sentence boundary seqeval inserts
+            self.words += len(gold_tags)
+        self.sentences += len(gold)
+
+    def result(self) -> dict:
+        """``{"precision", "recall", "f1", "accuracy", "number", "per_type": {type: {"precision",
+        "recall", "f1", "number"}}}``: micro-averaged entity scores, token accuracy, gold entity count;
+        types sorted by name, including types only predicted (``number`` 0)."""
+        per_type = {}
+        for type_ in sorted(self._counts):
+            tp, predicted, gold = self._counts[type_]
+            precision, recall, f1 = _prf(tp, predicted, gold)
+            per_type[type_] = {"precision": precision, "recall": recall, "f1": f1, "number": gold}
+        tp, predicted, gold = (sum(counts[slot] for counts in self._counts.values()) for slot in range(3))
+        precision, recall, f1 = _prf(tp, predicted, gold)
+        return {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "accuracy": _ratio(self.correct_words, self.words),
+            "number": gold,
+            "per_type": per_type,
+        }
+
+
+def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
+    """:meth:`EntityScorer.result` of one batch.
+
+    >>> score([["B-MISC", "I-MISC", "O"], ["B-PER", "O"]], [["B-MISC", "I-MISC", "O"], ["O", "O"]])["recall"]
+    0.5
+    """
+    scorer = EntityScorer()
+    scorer.update(gold, pred)
+    return scorer.result()
+
+
+def token_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> float:
+    """Share of words whose predicted tag equals the gold one (the POS / chunking headline);
+    ``0.0`` when there are no words.
+
+    Raises:
+        ValueError: The sentence counts or a sentence's tag counts differ.
+
+    >>> token_accuracy([["NOUN", "VERB"], ["DET"]], [["NOUN", "NOUN"], ["DET"]])
+    0.6666666666666666
+    """
+    _check_lengths(gold, pred, 0)
+    correct = sum(g == p for gold_tags, pred_tags in zip(gold, pred) for g, p in zip(gold_tags, pred_tags))
+    return _ratio(correct, sum(len(tags) for tags in gold))
+
+
+def flatten_metrics(result: dict, entity_level: bool = False, prefix: str = "") -> dict[str, float]:
+    """Flat metric names exactly as upstream ``run_ner.py``'s ``compute_metrics`` returns them.
+
+    Without ``entity_level``: ``precision recall f1 accuracy`` (overall). With it (upstream
+    ``--return_entity_level_metrics``): ``{type}_precision {type}_recall {type}_f1 {type}_number`` per
+    type, then ``overall_precision overall_recall overall_f1 overall_accuracy``. ``prefix`` is put in
+    front of every name, as the Trainer does (``"eval_"``, ``"predict_"``).
+
+    >>> result = score([["B-PER", "O"]], [["B-PER", "O"]])
+    >>> flatten_metrics(result, prefix="eval_")
+    {'eval_precision': 1.0, 'eval_recall': 1.0, 'eval_f1': 1.0, 'eval_accuracy': 1.0}
+    >>> list(flatten_metrics(result, entity_level=True))
+    ['PER_precision', 'PER_recall', 'PER_f1', 'PER_number', 'overall_precision', 'overall_recall', 'overall_f1', 'overall_accuracy']
+    """
+    overall = {key: result[key] for key in ("precision", "recall", "f1", "accuracy")}
+    if not entity_level:
+        return {f"{prefix}{key}": value for key, value in overall.items()}
+    flat: dict[str, float] = {}
+    for type_, scores in result["per_type"].items():
+        for key in ("precision", "recall", "f1", "number"):
+            flat[f"{prefix}{type_}_{key}"] = scores[key]
+    for key, value in overall.items():
+        flat[f"{prefix}overall_{key}"] = value
+    return flat
