@@ -68,8 +68,15 @@ def resolve_labels(model_cfg: ModelConfig, data_labels: Sequence[str]) -> tuple[
                                         trust_remote_code=model_cfg.trust_remote_code,
                                         revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir)
     existing = named_labels(config)
-    if existing is None or not _is_token_classifier(config):
+    if not _is_token_classifier(config):
         return list(data_labels), False
+    if existing is None:
+        # A head with placeholder names (LABEL_0...) was never trained for these labels.
+        mismatch = getattr(config, "num_labels", len(data_labels)) != len(data_labels)
+        if mismatch:
+            logger.warning("replacing the checkpoint's unnamed %d-label head by a new %d-label head",
+                           config.num_labels, len(data_labels))
+        return list(data_labels), mismatch
     if set(existing) == set(data_labels):
         return existing, False
     if set(data_labels) <= set(existing):

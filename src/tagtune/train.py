@@ -23,7 +23,7 @@ from tagtune.corpus import Corpus, Example
 from tagtune.decode import Decoder
 from tagtune.errors import ConfigError, OutputDirError
 from tagtune.evaluate import EvalResult, evaluate_examples, write_predictions
-from tagtune.fileio import atomic_write_json
+from tagtune.fileio import atomic_write_json, atomic_write_text
 from tagtune.inference import model_forward
 from tagtune.metrics import flatten_metrics
 from tagtune.modeling import load_token_classifier, resolve_labels
@@ -185,6 +185,9 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()  # safetensors, config with id2label holding the real names
         tokenizer.save_pretrained(output_dir)
+        # The Trainer pickles its arguments; keep the output directory pickle-free, as JSON.
+        (output_dir / "training_args.bin").unlink(missing_ok=True)
+        atomic_write_text(output_dir / "training_args.json", training_args.to_json_string())
         train_metrics = dict(train_result.metrics)
         train_metrics["train_samples"] = len(splits["train"])
         trainer.save_metrics("train", train_metrics)

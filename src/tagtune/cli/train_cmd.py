@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         data_cfg, align_cfg, eval_cfg = data_args.to_configs(training_args.per_device_eval_batch_size)
         results = run_trainer(data_cfg, model_args.to_config(), align_cfg, eval_cfg, training_args,
                               strict_labels=data_args.strict_labels)
-        for key in ("eval_overall_f1", "predict_overall_f1", "eval_overall_accuracy"):
+        for key in ("eval_f1", "eval_overall_f1", "predict_f1", "predict_overall_f1", "eval_accuracy"):
             if key in results:
                 typer.echo(f"{key}: {results[key]:.4f}")
         typer.echo(f"model saved in {training_args.output_dir}")
