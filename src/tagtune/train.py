@@ -97,6 +97,28 @@ def _make_trainer_class():
     return TagtuneTrainer
 
 
+class CountingCollator:
+    """Wraps a data collator to count real and padding tokens of the training batches."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.real_tokens = 0
+        self.batch_tokens = 0
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        mask = batch["attention_mask"]
+        self.real_tokens += int(mask.sum())
+        self.batch_tokens += int(mask.numel())
+        return batch
+
+    def figures(self, seconds: float) -> dict[str, float]:
+        """``train_padding_fraction`` and ``train_real_tokens_per_second`` over the batches seen."""
+        padding = 1 - self.real_tokens / self.batch_tokens if self.batch_tokens else 0.0
+        return {"train_padding_fraction": round(padding, 4), "train_real_tokens": self.real_tokens,
+                "train_real_tokens_per_second": round(self.real_tokens / seconds, 1) if seconds else 0.0}
+
+
 class WordEvaluator:
     """Evaluates a model on labelled examples with tagtune's aligner and decoder."""
 
@@ -173,7 +195,10 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
 
     validation = splits.get("validation", [])
     evaluator = WordEvaluator(aligner, decoder, validation, eval_cfg, autocast)
-    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None)
+    collator = CountingCollator(DataCollatorForTokenClassification(
+        tokenizer, padding="max_length" if align_cfg.pad_to_max_length else "longest",
+        max_length=align_cfg.max_length if align_cfg.pad_to_max_length else None,
+        pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None))
     trainer = _make_trainer_class()(
         model=model, args=training_args, train_dataset=train_dataset,
         eval_dataset=train_dataset if validation else None, processing_class=tokenizer,
@@ -190,6 +215,7 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
         atomic_write_text(output_dir / "training_args.json", training_args.to_json_string())
         train_metrics = dict(train_result.metrics)
         train_metrics["train_samples"] = len(splits["train"])
+        train_metrics.update(collator.figures(train_metrics.get("train_runtime", 0.0)))
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
         results.update(train_metrics)
