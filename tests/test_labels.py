@@ -455,3 +455,30 @@ def test_transitions_agree_with_validate(scheme):
         ids = [rng.randrange(len(labels)) for _ in range(rng.randint(1, 8))]
         path_ok = all(allowed[a, b] for a, b in zip([len(labels)] + ids, ids)) and ends[ids[-1]]
         assert path_ok == (validate_tags([labels[i] for i in ids], scheme) == []), [labels[i] for i in ids]
+
+
+# ------------------------------------------------------------------------------------------------
+# The shipped sample data
+
+
+def test_sample_data_is_clean_iob2_and_reproducible():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    splits = {}
+    for split in ("train", "validation", "test"):
+        text = (root / "src" / "tagtune" / "sample_data" / f"{split}.conll").read_text(encoding="utf-8")
+        blocks = [[line.split(" ") for line in block.split("\n") if line and not line.startswith("-DOCSTART-")]
+                  for block in text.split("\n\n")]
+        splits[split] = [Example(tuple(r[0] for r in b), tuple(r[3] for r in b)) for b in blocks if b]
+        for column in (2, 3):  # chunk and NER columns
+            sequences = [[r[column] for r in b] for b in blocks if b]
+            assert detect_scheme(sequences) == "IOB2"
+            assert all(validate_tags(tags, "IOB2") == [] for tags in sequences)
+    assert {split: len(examples) for split, examples in splits.items()} == {"train": 400, "validation": 100, "test": 100}
+    assert build_label_list(splits) == (["O", "B-PER", "I-PER", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-LOC", "I-LOC"], [])
+    check = subprocess.run([sys.executable, str(root / "scripts" / "make_sample_data.py"), "--check"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
