@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import string
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tokenization caches of the tests go to a fresh folder, never the user's ~/.cache/tagtune.
+os.environ.setdefault("TAGTUNE_CACHE", tempfile.mkdtemp(prefix="tagtune-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

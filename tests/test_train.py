@@ -150,3 +150,29 @@ def test_cli_bad_flag_value_is_one_line_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--engine", "tpu-magic", "--output", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "error: --engine 'tpu-magic' is not one of trainer, accelerate" in result.output
+
+
+def test_token_budget_batches_and_cached_second_run(tiny_bert_dir: Path, conll_files, tmp_path: Path, caplog) -> None:
+    import logging
+
+    import run_ner
+
+    flags = ["--model_name_or_path", str(tiny_bert_dir), "--do_train", "--num_train_epochs", "1",
+             "--max_seq_length", "32", "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true",
+             "--disable_tqdm", "true", "--max_tokens_per_batch", "160", "--train_file", str(conll_files["train"])]
+    caplog.set_level(logging.INFO, logger="tagtune")
+    first = run_ner.main(flags + ["--output_dir", str(tmp_path / "a")])
+    assert "tokenized 48 sentences" in caplog.text
+    from tagtune.align import Aligner, load_tokenizer
+    from tagtune.batching import token_budget_batches
+    from tagtune.config import AlignConfig, DataConfig
+    from tagtune.readers import read_file
+
+    examples, _ = read_file(conll_files["train"], DataConfig())
+    lengths = [len(ids) for ids in Aligner(load_tokenizer(str(tiny_bert_dir)), AlignConfig(max_length=32)).encode(examples).input_ids]
+    state = json.loads((tmp_path / "a" / "trainer_state.json").read_text())
+    assert state["global_step"] == len(token_budget_batches(lengths, 160, seed=42)) != 48 // 8
+    assert first["train_padding_fraction"] < 0.15
+    caplog.clear()
+    run_ner.main(flags + ["--output_dir", str(tmp_path / "b")])
+    assert "tokenization skipped" in caplog.text

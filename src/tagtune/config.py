@@ -34,6 +34,7 @@ class DataConfig:
             ``labels.json``.
         conllu_tag: ``upos`` (default) or ``xpos`` for CoNLL-U files.
         cache_dir: Cache directory for hub data sets.
+        overwrite_cache: Recompute the cached tokenization instead of reusing it.
     """
 
     dataset_name: str | None = None
@@ -49,6 +50,7 @@ class DataConfig:
     label_names_file: Path | None = None
     conllu_tag: Literal["upos", "xpos"] = "upos"
     cache_dir: Path | None = None
+    overwrite_cache: bool = False
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     max_predict_samples: int | None = None

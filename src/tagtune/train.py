@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from tagtune.align import Aligner, load_tokenizer
+from tagtune.cache import encode_cached
 from tagtune.config import AlignConfig, DataConfig, EvalConfig, ModelConfig
 from tagtune.corpus import Corpus, Example
 from tagtune.decode import Decoder
@@ -74,15 +75,114 @@ def last_checkpoint(output_dir: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+class TrainClock:
+    """Wall time since training started, for ``--max_train_seconds``."""
+
+    def __init__(self, budget: float, warmup_fraction: float = 0.0):
+        self.budget = budget
+        self.warmup_fraction = warmup_fraction
+        self.start: float | None = None
+
+    def elapsed(self) -> float:
+        return 0.0 if self.start is None else time.perf_counter() - self.start
+
+    def lr_factor(self, _step: int = 0) -> float:
+        """Linear warm-up over ``warmup_fraction`` of the budget, then linear decay to 0 at its end."""
+        done = min(self.elapsed() / self.budget, 1.0)
+        if done < self.warmup_fraction:
+            return done / self.warmup_fraction
+        return (1.0 - done) / (1.0 - self.warmup_fraction)
+
+
+def _make_time_budget_callback(clock: TrainClock):
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        """Stops training once ``clock.budget`` seconds have passed."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            clock.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if clock.elapsed() >= clock.budget:
+                control.should_training_stop = True
+            return control
+
+    return TimeBudget()
+
+
 def _make_trainer_class():
     from transformers import Trainer
 
-    class TagtuneTrainer(Trainer):
-        """A Trainer whose evaluation is tagtune's streaming, word-level one."""
+    from tagtune.crf import CRF_LR_SCALE, TokenClassifierWithCRF
 
-        def __init__(self, *args: Any, word_evaluator=None, **kwargs: Any):
+    class TagtuneTrainer(Trainer):
+        """A Trainer whose evaluation is tagtune's streaming, word-level one, which saves and loads CRF
+        models as tagtune model directories, and which can train for a wall-time budget."""
+
+        def __init__(self, *args: Any, word_evaluator=None, clock: TrainClock | None = None, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.word_evaluator = word_evaluator
+            self.clock = clock
+            if clock is not None:
+                self.add_callback(_make_time_budget_callback(clock))
+
+        def _crf_model(self) -> TokenClassifierWithCRF | None:
+            model = self.accelerator.unwrap_model(self.model)
+            return model if isinstance(model, TokenClassifierWithCRF) else None
+
+        def create_optimizer(self, model=None):
+            optimizer = super().create_optimizer(model)
+            crf_model = self._crf_model()
+            if crf_model is not None and not any(g.get("tagtune_crf") for g in optimizer.param_groups):
+                # The transitions start at zero: give them a learning rate that moves them in one epoch.
+                own = {id(p) for p in crf_model.crf.parameters()}
+                for group in optimizer.param_groups:
+                    group["params"] = [p for p in group["params"] if id(p) not in own]
+                optimizer.add_param_group({"params": list(crf_model.crf.parameters()), "weight_decay": 0.0,
+                                           "lr": self.args.learning_rate * CRF_LR_SCALE, "tagtune_crf": True})
+            return optimizer
+
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            if self.clock is None or self.lr_scheduler is not None:
+                return super().create_scheduler(num_training_steps, optimizer)
+            from torch.optim.lr_scheduler import LambdaLR
+
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.clock.lr_factor)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+
+        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+            crf_model = self._crf_model()
+            if crf_model is None:
+                return super()._save(output_dir, state_dict)
+            if not self.args.should_save:
+                return None
+            output_dir = output_dir if output_dir is not None else self.args.output_dir
+            crf_model.save_pretrained(output_dir, state_dict=state_dict)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            return None
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+            target = model if model is not None else self._crf_model()
+            if isinstance(target, TokenClassifierWithCRF):
+                target.load_weights(resume_from_checkpoint)
+                return None
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+        def _load_best_model(self) -> None:
+            crf_model = self._crf_model()
+            if crf_model is None:
+                return super()._load_best_model()
+            crf_model.load_weights(self.state.best_model_checkpoint)
+            return None
+
+        def get_train_dataloader(self):
+            max_tokens = getattr(self.args, "max_tokens_per_batch", None)
+            if not max_tokens:
+                return super().get_train_dataloader()
+            return self.accelerator.prepare(token_budget_dataloader(self, max_tokens))
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
             if self.word_evaluator is None:
@@ -95,6 +195,19 @@ def _make_trainer_class():
             return metrics
 
     return TagtuneTrainer
+
+
+def token_budget_dataloader(trainer, max_tokens: int):
+    """A training DataLoader of token-budget batches (``--max_tokens_per_batch``)."""
+    from torch.utils.data import DataLoader
+
+    from tagtune.batching import TokenBudgetBatchSampler
+
+    dataset = trainer.train_dataset
+    sampler = TokenBudgetBatchSampler(dataset["length"], max_tokens, seed=trainer.args.seed)
+    features = dataset.remove_columns([c for c in dataset.column_names if c not in ("input_ids", "labels")])
+    return DataLoader(features, batch_sampler=sampler, collate_fn=trainer.data_collator,
+                      num_workers=trainer.args.dataloader_num_workers)
 
 
 class CountingCollator:
@@ -129,13 +242,15 @@ class WordEvaluator:
         self.last: EvalResult | None = None
 
     def run(self, model: torch.nn.Module, examples: list[Example] | None = None, description: str = "evaluating") -> EvalResult:
+        from tagtune.crf import decoder_for_model
+
         was_training = model.training
         model.eval()
         try:
             device = next(model.parameters()).device
             result = evaluate_examples(
                 model_forward(model), self.aligner, examples if examples is not None else self.examples,
-                self.decoder, batch_size=self.eval_cfg.batch_size, device=device,
+                decoder_for_model(model, self.decoder), batch_size=self.eval_cfg.batch_size, device=device,
                 autocast_dtype=self.autocast_dtype if device.type == "cpu" else None, description=description,
             )
         finally:
@@ -175,6 +290,13 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
                                cache_dir=model_cfg.cache_dir, token=model_cfg.token)
     labels, reinit = resolve_labels(model_cfg, data.labels)
     model = load_token_classifier(model_cfg, labels, reinit_head=reinit)
+    if model_cfg.crf:
+        from tagtune.crf import wrap_with_crf
+
+        if align_cfg.label_all_tokens:
+            raise ConfigError("--crf scores words (first sub-tokens) and cannot be combined with --label_all_tokens; "
+                              "drop one of them")
+        model = wrap_with_crf(model, labels, data.scheme, init_from=None if reinit else model_cfg.model_name_or_path)
     label2id = {label: i for i, label in enumerate(labels)}
     aligner = Aligner(tokenizer, align_cfg, label2id)
     decoder = Decoder(labels, data.scheme, eval_cfg.decoding)
@@ -185,7 +307,7 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
     if training_args.do_train:
         if "train" not in splits:
             raise ConfigError("--do_train needs --train_file or --dataset_name with a train split")
-        encoding = aligner.encode(splits["train"])
+        encoding = encode_cached(aligner, splits["train"], overwrite=data_cfg.overwrite_cache, name="train")
         columns = encoding.columns()
         train_dataset = Dataset.from_dict({"input_ids": columns["input_ids"], "labels": columns["labels"],
                                            "length": [len(r) for r in columns["input_ids"]]})
@@ -199,10 +321,13 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
         tokenizer, padding="max_length" if align_cfg.pad_to_max_length else "longest",
         max_length=align_cfg.max_length if align_cfg.pad_to_max_length else None,
         pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None))
+    budget = getattr(training_args, "max_train_seconds", None)
+    warmup = training_args.warmup_steps if 0 < training_args.warmup_steps < 1 else 0.0
     trainer = _make_trainer_class()(
         model=model, args=training_args, train_dataset=train_dataset,
         eval_dataset=train_dataset if validation else None, processing_class=tokenizer,
         data_collator=collator, word_evaluator=evaluator if validation else None,
+        clock=TrainClock(budget, warmup) if budget else None,
     )
 
     if training_args.do_train:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -29,13 +30,15 @@ class ModelArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped with the model."})
     ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a head with other labels."})
     allow_pickle: bool = field(default=False, metadata={"help": "Accept pickled .bin/.pt weights (unsafe)."})
+    crf: bool = field(default=False, metadata={"help": "Linear-chain CRF over the words on top of the encoder, "
+                                                       "trained with the sequence likelihood, decoded with Viterbi."})
 
     def to_config(self) -> ModelConfig:
         return ModelConfig(
             model_name_or_path=self.model_name_or_path, config_name=self.config_name,
             tokenizer_name=self.tokenizer_name, cache_dir=self.cache_dir, model_revision=self.model_revision,
             token=self.token, trust_remote_code=self.trust_remote_code,
-            ignore_mismatched_sizes=self.ignore_mismatched_sizes, allow_pickle=self.allow_pickle,
+            ignore_mismatched_sizes=self.ignore_mismatched_sizes, allow_pickle=self.allow_pickle, crf=self.crf,
         )
 
 
@@ -67,10 +70,20 @@ class DataTrainingArguments:
     label_column: int | None = field(default=None, metadata={"help": "Tag column index in CoNLL files."})
     conllu_tag: str = field(default="upos", metadata={"help": "upos or xpos for CoNLL-U.", "choices": ["upos", "xpos"]})
     stride: int | None = field(default=None, metadata={"help": "Sub-tokens shared by consecutive windows (default: a quarter of the window, at most 32)."})
-    context_size: int = field(default=0, metadata={"help": "Sub-tokens of document context each side."})
+    context_size: int = field(default=0, metadata={"help": "Sub-tokens of document context each side (neighbouring "
+                                                          "sentences of the same document; never labelled or predicted)."})
+    document_context: bool = field(default=False, metadata={"help": "Fill each window with document context: "
+                                                                    "--context_size up to --max_seq_length."})
     decoding: str = field(default="viterbi", metadata={"help": "viterbi (valid sequences) or argmax.",
                                                        "choices": ["viterbi", "argmax"]})
     strict_labels: bool = field(default=False, metadata={"help": "Refuse invalid IOB sequences instead of repairing them."})
+
+    def resolved_context_size(self) -> int:
+        """``--context_size``, or with ``--document_context`` the whole window: the aligner gives each side
+        at most half the room a sentence leaves, so this fills the window."""
+        if self.context_size < 0:
+            raise ConfigError(f"--context_size {self.context_size} must be 0 or more")
+        return max(self.context_size, self.max_seq_length) if self.document_context else self.context_size
 
     def to_configs(self, eval_batch_size: int) -> tuple[DataConfig, AlignConfig, EvalConfig]:
         def path(value: str | None) -> Path | None:
@@ -85,10 +98,10 @@ class DataTrainingArguments:
             label_column_name=self.label_column_name, label_column=self.label_column,
             label_names_file=path(self.label_names_file), conllu_tag=self.conllu_tag,  # type: ignore[arg-type]
             max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
-            max_predict_samples=self.max_predict_samples,
+            max_predict_samples=self.max_predict_samples, overwrite_cache=self.overwrite_cache,
         )
         align = AlignConfig(max_length=self.max_seq_length, stride=self.stride, label_all_tokens=self.label_all_tokens,
-                            pad_to_max_length=self.pad_to_max_length, context_size=self.context_size)
+                            pad_to_max_length=self.pad_to_max_length, context_size=self.resolved_context_size())
         evaluation = EvalConfig(batch_size=eval_batch_size, decoding=self.decoding,  # type: ignore[arg-type]
                                 return_entity_level_metrics=self.return_entity_level_metrics)
         return data, align, evaluation
@@ -106,6 +119,11 @@ class TagtuneTrainingArguments(TrainingArguments):
         "help": "random, sequential, group_by_length (default) or batch_rebalance.",
         "choices": ["random", "sequential", "group_by_length", "batch_rebalance"]})
     group_by_length: bool | None = field(default=None, metadata={"help": "Upstream flag: True = group_by_length sampling, False = random."})
+    max_train_seconds: float | None = field(default=None, metadata={
+        "help": "Train for this wall time: the learning rate decays linearly with time to 0 and training stops "
+                "then (or at the end of --num_train_epochs / --max_steps if sooner)."})
+    max_tokens_per_batch: int | None = field(default=None, metadata={
+        "help": "Batches of at most this many padded sub-tokens (instead of a fixed sentence count)."})
 
     def __post_init__(self) -> None:
         if self.group_by_length is not None:
@@ -123,7 +141,52 @@ def parse_upstream_args(argv: list[str] | None = None):
         ``(ModelArguments, DataTrainingArguments, TagtuneTrainingArguments)``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=str(Path(argv[0]).resolve()))
-    return parser.parse_args_into_dataclasses(args=argv)
+    parser = _OneLineParser(ARGUMENT_CLASSES)
+    try:
+        if len(argv) == 1 and argv[0].endswith(".json"):
+            parsed = parser.parse_json_file(json_file=str(Path(argv[0]).resolve()))
+        else:
+            parsed = parser.parse_args_into_dataclasses(args=argv)
+    except ConfigError:
+        raise
+    except ValueError as error:  # unknown flags, invalid JSON, TrainingArguments' own consistency checks
+        text = " ".join(str(error).split()) or type(error).__name__
+        if text.startswith("Some specified arguments are not used"):
+            text = f"unknown flags {text.split(': ', 1)[-1]}"
+        source = f"{argv[0]}: " if len(argv) == 1 and argv[0].endswith(".json") else ""
+        raise ConfigError(f"{source}{text}; see --help for the flags") from None
+    check_flag_values(*parsed)
+    return parsed
+
+
+class _OneLineParser(HfArgumentParser):
+    """argparse prints the whole usage block and exits; tagtune's promise is one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message}; see --help for the flags")
+
+
+def check_flag_values(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> None:
+    """Refuse flag values that would crash later (a batch of 0 divides by zero) or make no sense.
+
+    Raises:
+        ConfigError: Names the flag, the value and what is allowed.
+    """
+    def at_least(flag: str, value: float | None, low: float) -> None:
+        if value is not None and not value >= low:  # ``not >=`` also refuses NaN
+            raise ConfigError(f"--{flag} must be >= {low:g}, got {value!r}")
+
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        at_least(name, getattr(training_args, name), 1)
+    for name in ("num_train_epochs", "learning_rate", "weight_decay", "warmup_steps"):
+        at_least(name, getattr(training_args, name, None), 0)
+    at_least("max_seq_length", data_args.max_seq_length, 1)
+    at_least("context_size", data_args.context_size, 0)
+    at_least("stride", data_args.stride, 0)
+    if data_args.stride is not None and data_args.stride >= data_args.max_seq_length:
+        raise ConfigError(f"--stride {data_args.stride} must be smaller than --max_seq_length "
+                          f"{data_args.max_seq_length} (it is the overlap between windows)")
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+        at_least(name, getattr(data_args, name), 0)
+    if not model_args.model_name_or_path.strip():
+        raise ConfigError("--model_name_or_path is empty; pass a model directory")
