@@ -79,7 +79,13 @@ def register(app: typer.Typer) -> None:
         if engine == "accelerate":
             from tagtune.loop import main as loop_main
 
-            loop_main(_to_loop_flags(argv))
+            flags = _to_loop_flags(argv)
+            results = loop_main(flags)
+            for key in ("eval_f1", "predict_f1", "eval_overall_f1", "predict_overall_f1"):
+                if key in results:
+                    typer.echo(f"{key}: {results[key]:.4f}")
+            output_dir = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == "--output_dir"][-1]
+            typer.echo(f"model saved in {output_dir}")
             return
         from tagtune.train import run_trainer
         from tagtune.upstream_args import parse_upstream_args
@@ -105,8 +111,42 @@ def _parse(parser, argv: list[str]):
         raise
 
 
+_LOOP_RENAMED = {"--max_seq_length": "--max_length", "--max_steps": "--max_train_steps",
+                 "--warmup_steps": "--num_warmup_steps", "--save_steps": "--checkpointing_steps",
+                 "--use_cpu": "--cpu"}
+_LOOP_SWITCHES = {"--pad_to_max_length", "--label_all_tokens", "--return_entity_level_metrics", "--trust_remote_code",
+                  "--ignore_mismatched_sizes", "--allow_pickle", "--strict_labels", "--overwrite_output_dir",
+                  "--cpu", "--debug", "--with_tracking"}
+_TRAINER_ONLY = {"--do_train", "--do_eval", "--do_predict", "--disable_tqdm"}
+
+
 def _to_loop_flags(argv: list[str]) -> list[str]:
-    """run_ner_no_trainer.py spells two flags differently from run_ner.py."""
-    renamed = {"--max_seq_length": "--max_length"}
-    dropped = {"--do_train", "--do_eval", "--do_predict"}
-    return [renamed.get(a, a) for a in argv if a not in dropped]
+    """run_ner.py / TrainingArguments spellings -> run_ner_no_trainer.py ones.
+
+    Switches may carry a value as HfArgumentParser allows (``--bf16 true``); ``--bf16``/``--fp16`` become
+    ``--mixed_precision``, ``--report_to X`` turns tracking on. Other flags pass unchanged.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        flag, value = argv[i], None
+        if flag.startswith("--") and "=" in flag:
+            flag, value = flag.split("=", 1)
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        flag = _LOOP_RENAMED.get(flag, flag)
+        is_bool = value is None or value.lower() in ("true", "false", "1", "0", "yes", "no")
+        on = value is None or value.lower() in ("true", "1", "yes")
+        if flag in _TRAINER_ONLY:
+            continue
+        if flag in ("--bf16", "--fp16") and is_bool:
+            out += ["--mixed_precision", flag[2:]] if on else []
+        elif flag in _LOOP_SWITCHES and is_bool:
+            out += [flag] if on else []
+        elif flag == "--report_to" and value is not None:
+            out += [] if value == "none" else ["--with_tracking", "--report_to", value]
+        else:
+            out += [flag] if value is None else [flag, value]
+    return out

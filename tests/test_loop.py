@@ -1,0 +1,343 @@
+"""The bare Accelerate loop: distributed evaluation, exact resumption after SIGKILL, bf16 on CPU,
+gradient accumulation, the upstream flags and the ``tagtune train --engine accelerate`` path.
+
+Tiny BERT from conftest, tiny synthetic NER data written here (learnable in a few epochs: the tag of
+a word depends on the word), everything offline. Runs that must match bit for bit, or that need
+several processes or a SIGKILL, run in subprocesses with one thread each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+
+SCRIPT = REPO / "examples" / "token-classification" / "run_ner_no_trainer.py"
+
+PER = [["john", "smith"], ["mary", "jones"], ["angela", "merkel"], ["peter", "blackburn"]]
+LOC = [["paris"], ["london"], ["berlin"], ["tokyo"], ["new", "york", "city"], ["brussels"]]
+ORG = [["reuters"], ["eu"], ["bank"], ["football", "club"]]
+FILLER = "the a of to in and is was for on with as by at from said will has week year".split()
+
+
+def _sentence(rng: random.Random, long: bool) -> dict:
+    pairs: list[tuple[str, str]] = []
+    for _ in range(rng.randint(6, 9) if long else rng.randint(1, 3)):
+        kind, names = rng.choice([("PER", PER), ("LOC", LOC), ("ORG", ORG)])
+        pairs += [(w, "O") for w in rng.sample(FILLER, rng.randint(1, 3))]
+        pairs += [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(rng.choice(names))]
+    pairs += [(w, "O") for w in rng.sample(FILLER, rng.randint(0, 2))]
+    return {"tokens": [w for w, _ in pairs], "ner_tags": [t for _, t in pairs]}
+
+
+def write_split(path: Path, sentences: int, seed: int, long_every: int) -> int:
+    """JSON lines as upstream reads them; every ``long_every``-th sentence needs several windows at
+    ``--max_length 24``. Returns the number of words."""
+    rng = random.Random(seed)
+    records = [_sentence(rng, long=i % long_every == 0) for i in range(sentences)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return sum(len(r["tokens"]) for r in records)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("loop-data")
+    # 21 validation sentences: with 2 processes x 4 per batch the last batch is padded with copies.
+    words = {"train": write_split(root / "train.json", 40, 1, 10),
+             "validation": write_split(root / "dev.json", 21, 2, 5),
+             "test": write_split(root / "test.json", 9, 3, 4)}
+    return {"dir": root, "words": words}
+
+
+@pytest.fixture(scope="module")
+def bert_no_dropout(tiny_bert_dir, tmp_path_factory) -> Path:
+    """The tiny BERT without dropout: 1 and 2 processes then differ only by loss normalisation."""
+    path = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    shutil.copytree(tiny_bert_dir, path, dirs_exist_ok=True)
+    config = json.loads((path / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def flags(model: Path, data: dict, output: Path, *extra: str) -> list[str]:
+    d = data["dir"]
+    return ["--model_name_or_path", str(model), "--train_file", str(d / "train.json"),
+            "--validation_file", str(d / "dev.json"), "--test_file", str(d / "test.json"),
+            "--output_dir", str(output), "--max_length", "24", "--per_device_eval_batch_size", "4",
+            "--learning_rate", "5e-3", "--seed", "3", *extra]
+
+
+def subprocess_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", HF_HOME=str(tmp_path / "hf-home"))  # no user accelerate config
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def run(cmd: list[str], tmp_path: Path, expect: int = 0, timeout: int = 240) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == expect, f"exit {done.returncode}\n{done.stderr[-4000:]}"
+    return done
+
+
+def results(output: Path, name: str = "all_results.json") -> dict:
+    return json.loads((output / name).read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_and_count_every_word_once(bert_no_dropout, data, tmp_path):
+    """2 CPU processes (gloo) vs 1 process, same global batch (2 x 2 vs 4), data and seed.
+
+    Tolerance: eval/predict F1 and accuracy within 0.03 (two entity decisions of 72), train loss within
+    2% relative. Without dropout the runs differ only in how the loss is normalised (DDP averages
+    per-process token means) and float summation order; observed: equal metrics, loss 0.1% apart.
+    The distributed evaluation itself must be exact: re-scoring the saved model in one process with
+    tagtune's streaming evaluator gives the same numbers, and every word is counted once.
+    """
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ("--num_train_epochs", "3")
+    run([sys.executable, str(SCRIPT), *flags(bert_no_dropout, data, one, *common,
+                                             "--per_device_train_batch_size", "4")], tmp_path)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]
+    launched = run([*launch, str(SCRIPT), *flags(bert_no_dropout, data, two, *common, "--cpu",
+                                                 "--per_device_train_batch_size", "2")], tmp_path)
+    assert "2 process(es) on cpu" in launched.stderr
+
+    a, b = results(one), results(two)
+    assert b["train_steps"] == a["train_steps"] == 3 * 11  # 44 windows / global batch 4, 3 epochs
+    for key in ("eval_f1", "eval_accuracy", "predict_f1", "predict_accuracy"):
+        assert abs(a[key] - b[key]) <= 0.03, (key, a[key], b[key])
+    assert b["eval_f1"] > 0.6  # learned something: the comparison is not between two random models
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.02)
+    for split, prefix in (("validation", "eval"), ("test", "predict")):
+        assert a[f"{prefix}_words"] == b[f"{prefix}_words"] == data["words"][split]
+    predicted = [line for line in (two / "predictions.txt").read_text().splitlines() if line]
+    assert len(predicted) == data["words"]["test"]
+
+    # The 2-process evaluation equals a plain single-process evaluation of the same weights.
+    from tagtune.checkpoint import load_checkpoint
+    from tagtune.corpus import Example
+    from tagtune.decode import Decoder
+    from tagtune.evaluate import evaluate_examples
+    from tagtune.inference import model_forward
+    from tagtune.metrics import flatten_metrics
+
+    saved = load_checkpoint(two)
+    records = [json.loads(line) for line in (data["dir"] / "dev.json").read_text().splitlines()]
+    examples = [Example(tuple(r["tokens"]), tuple(r["ner_tags"])) for r in records]
+    label2id = {label: i for i, label in enumerate(saved.labels)}
+    from tagtune.align import Aligner
+
+    check = evaluate_examples(model_forward(saved.model), Aligner(saved.tokenizer, saved.align, label2id), examples,
+                              Decoder(saved.labels, saved.scheme), batch_size=7)
+    assert check.num_words == b["eval_words"]
+    expected = flatten_metrics(check.metrics, prefix="eval_")
+    assert {k: b[k] for k in expected} == pytest.approx(expected, abs=1e-12)
+
+
+KILLER = """
+import os, signal, sys
+import accelerate
+from tagtune.loop import main
+
+save_state = accelerate.Accelerator.save_state
+
+def killing_save_state(self, output_dir=None, **kwargs):
+    saved = save_state(self, output_dir, **kwargs)
+    if os.path.basename(str(output_dir)) == ".tmp-" + os.environ["KILL_AT"]:
+        os.kill(os.getpid(), signal.SIGKILL)  # mid-save: the checkpoint is not complete yet
+    return saved
+
+accelerate.Accelerator.save_state = killing_save_state
+main(sys.argv[1:])
+"""
+
+
+def test_sigkill_then_resume_latest_continues_exactly(tiny_bert_dir, data, tmp_path):
+    """Killed while writing step_9 (mid epoch 0), resumed from 'latest' = step_6: the same weights,
+    loss and metrics as an uninterrupted run. Tolerance: 1e-6 on loss and weights, metrics equal;
+    observed bit-identical (dropout on: RNG states, batch order and position are all restored)."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    extra = ("--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--checkpointing_steps", "3")
+    run([sys.executable, str(SCRIPT), *flags(tiny_bert_dir, data, straight, *extra)], tmp_path)
+    env_kill = [sys.executable, "-c", KILLER, *flags(tiny_bert_dir, data, killed, *extra)]
+    done = subprocess.run(env_kill, env={**subprocess_env(tmp_path), "KILL_AT": "step_9"},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == -9, done.stderr[-3000:]
+    assert (killed / ".tmp-step_9").is_dir() and not (killed / "step_9").exists()
+    assert not (killed / "all_results.json").exists()
+    position = json.loads((killed / "step_6" / "loop_state.json").read_text())
+    assert (position["epoch"], position["batch"]) == (0, 6)  # 11 batches per epoch: mid-epoch
+
+    resumed = run([sys.executable, str(SCRIPT), *flags(tiny_bert_dir, data, killed, *extra),
+                   "--resume_from_checkpoint", "latest"], tmp_path)
+    assert "resuming from" in resumed.stderr and "step_6" in resumed.stderr
+    a, b = results(straight), results(killed)
+    assert a["train_steps"] == b["train_steps"] == 22
+    assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-6)
+    timing = ("train_runtime", "train_samples_per_second")
+    assert {k: v for k, v in b.items() if k not in timing} == \
+        pytest.approx({k: v for k, v in a.items() if k not in timing}, abs=1e-6)
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(straight / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
+    assert not (killed / ".tmp-step_9").exists()  # cleaned when step_9 was saved again
+    assert sorted(p.name for p in killed.glob("step_*")) == sorted(p.name for p in straight.glob("step_*"))
+
+
+@pytest.fixture
+def in_process():
+    """Run the loop in this process with one thread (and restore the thread count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_bf16_on_cpu(tiny_bert_dir, data, tmp_path, in_process):
+    from tagtune.loop import main
+
+    out = tmp_path / "bf16"
+    found = main(flags(tiny_bert_dir, data, out, "--mixed_precision", "bf16", "--num_train_epochs", "1",
+                       "--per_device_train_batch_size", "8", "--with_tracking", "--report_to", "tensorboard"))
+    assert found["train_steps"] == 6 and 0 < found["train_loss"] < 10
+    assert found["eval_words"] == data["words"]["validation"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"]["0"] == "O" and set(config["id2label"].values()) >= {"B-PER", "I-LOC", "B-ORG"}
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    assert "bf16: True" in (out / "README.md").read_text()
+    assert {"predictions.txt", "predict_results.json", "eval_results.json", "tagtune_config.json",
+            "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    assert list(out.rglob("events.out.tfevents.*")), "tensorboard logs"
+
+
+@pytest.mark.parametrize("extra, steps", [
+    (("--num_train_epochs", "2"), 2 * 4),  # 11 batches per epoch -> ceil(11 / 3) = 4 steps per epoch
+    (("--max_train_steps", "5"), 5),
+])
+def test_gradient_accumulation_counts_optimizer_steps(tiny_bert_dir, data, tmp_path, in_process, monkeypatch,
+                                                      extra, steps):
+    from tagtune.loop import main
+
+    calls = []
+    original = torch.optim.AdamW.step
+
+    def counting_step(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", counting_step)
+    found = main(flags(tiny_bert_dir, data, tmp_path / "accumulate", "--per_device_train_batch_size", "4",
+                       "--gradient_accumulation_steps", "3", "--num_warmup_steps", "0", *extra))
+    assert len(calls) == found["train_steps"] == steps
+
+
+def test_upstream_flags_parse_and_bad_ones_are_refused(tmp_path):
+    from tagtune.errors import ConfigError
+    from tagtune.loop_args import parse_loop_args
+
+    args = parse_loop_args([
+        "--model_name_or_path", "m", "--train_file", "t.json", "--validation_file", "v.json", "--output_dir", "o",
+        "--text_column_name", "words", "--label_column_name", "tags", "--task_name", "pos", "--max_length", "64",
+        "--pad_to_max_length", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
+        "--learning_rate", "3e-5", "--weight_decay", "0.01", "--num_train_epochs", "2", "--gradient_accumulation_steps",
+        "2", "--lr_scheduler_type", "cosine", "--num_warmup_steps", "10", "--seed", "7", "--label_all_tokens",
+        "--return_entity_level_metrics", "--debug", "--checkpointing_steps", "epoch", "--resume_from_checkpoint",
+        "latest", "--with_tracking", "--report_to", "tensorboard", "--ignore_mismatched_sizes", "--trust_remote_code",
+        "--config_name", "c", "--tokenizer_name", "tok", "--dataset_config_name", "x", "--model_type", "bert",
+    ])
+    assert args.data.task_name == "pos" and args.data.max_train_samples == 100  # --debug
+    assert args.align.max_length == 64 and args.align.pad_to_max_length and args.align.label_all_tokens
+    assert args.loop.checkpointing_steps == "epoch" and args.loop.lr_scheduler_type == "cosine"
+    assert args.eval.return_entity_level_metrics and args.model.ignore_mismatched_sizes
+    for bad, message in ((["--checkpointing_steps", "often"], "--checkpointing_steps 'often'"),
+                         (["--push_to_hub"], "--push_to_hub is not supported"),
+                         (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be")):
+        with pytest.raises(ConfigError, match=message):
+            parse_loop_args(["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o", *bad])
+
+
+def test_resume_latest_without_checkpoint_and_other_batch_size_are_refused(tiny_bert_dir, data, tmp_path,
+                                                                          in_process):
+    from tagtune.errors import ConfigError, OutputDirError
+    from tagtune.loop import main
+
+    out = tmp_path / "out"
+    with pytest.raises(OutputDirError, match="no complete step_N or epoch_N checkpoint"):
+        main(flags(tiny_bert_dir, data, out, "--resume_from_checkpoint", "latest"))
+    main(flags(tiny_bert_dir, data, out, "--max_train_steps", "2", "--checkpointing_steps", "2",
+               "--per_device_train_batch_size", "8"))
+    with pytest.raises(OutputDirError, match="already exists and is not empty"):
+        main(flags(tiny_bert_dir, data, out, "--max_train_steps", "2"))
+    with pytest.raises(ConfigError, match="per_device_train_batch_size=8 but this run has 4"):
+        main(flags(tiny_bert_dir, data, out, "--max_train_steps", "3", "--per_device_train_batch_size", "4",
+                   "--resume_from_checkpoint", str(out / "step_2")))
+
+
+def test_cli_train_engine_accelerate(tiny_bert_dir, data, tmp_path, in_process):
+    from typer.testing import CliRunner
+
+    from tagtune.cli import app
+
+    d, out = data["dir"], tmp_path / "cli"
+    result = CliRunner().invoke(app, [
+        "train", "--engine", "accelerate", "--model", str(tiny_bert_dir), "--train", str(d / "train.json"),
+        "--validation", str(d / "dev.json"), "--output", str(out), "--epochs", "1", "--batch-size", "8",
+        "--quiet", "--max_seq_length", "24", "--bf16", "true", "--max_steps", "3", "--seed", "1",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "eval_f1:" in result.output and str(out) in result.output
+    assert results(out)["train_steps"] == 3
+
+
+def test_launch_checks(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from tagtune.errors import ConfigError
+    from tagtune.loop import _check_launch
+
+    one_cpu = SimpleNamespace(num_processes=1, is_main_process=True, mixed_precision="no", device=torch.device("cpu"))
+    # `accelerate launch --cpu --num_processes 2` without mpirun: one process, MASTER_ADDR set.
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with caplog.at_level("WARNING", logger="tagtune.loop"):
+        _check_launch(one_cpu)
+    assert "starts N processes only through mpirun" in caplog.text
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun started 2, Accelerate saw 1 each
+    with pytest.raises(ConfigError, match="2 processes were launched but Accelerate runs them as 1-process jobs"):
+        _check_launch(one_cpu)
+    monkeypatch.delenv("WORLD_SIZE")
+    with pytest.raises(ConfigError, match="fp16 needs a GPU; use --mixed_precision bf16 on CPU"):
+        _check_launch(SimpleNamespace(**{**vars(one_cpu), "mixed_precision": "fp16"}))
+
+
+def test_run_ner_spellings_become_loop_flags():
+    from tagtune.cli.train_cmd import _to_loop_flags
+
+    assert _to_loop_flags([
+        "--do_train", "--do_eval", "--max_seq_length", "64", "--bf16", "true", "--fp16", "false", "--disable_tqdm",
+        "true", "--max_steps=5", "--warmup_steps", "2", "--save_steps", "10", "--report_to", "tensorboard",
+        "--label_all_tokens", "--pad_to_max_length", "false", "--learning_rate", "-1", "--seed", "1",
+    ]) == ["--max_length", "64", "--mixed_precision", "bf16", "--max_train_steps", "5", "--num_warmup_steps", "2",
+           "--checkpointing_steps", "10", "--with_tracking", "--report_to", "tensorboard", "--label_all_tokens",
+           "--learning_rate", "-1", "--seed", "1"]
