@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tagtune.align import Aligner, load_tokenizer
 from tagtune.config import AlignConfig, EvalConfig, ModelConfig
+from tagtune.decode import Decoder, Decoding
 from tagtune.errors import ModelLoadError
 from tagtune.modeling import check_weights, named_labels
 from tagtune.outputs import load_run_config
@@ -14,7 +17,11 @@ from tagtune.outputs import load_run_config
 
 @dataclass
 class Checkpoint:
-    """A loaded token-classification model with its tokenizer, labels, scheme and settings."""
+    """A loaded token-classification model with its tokenizer, labels, scheme and settings.
+
+    ``transitions`` are a CRF model's learned ``[L + 1, L]`` transition scores (``None`` without CRF);
+    ``model`` is then the encoder alone, whose logits are the CRF's emissions.
+    """
 
     path: str
     model: object
@@ -23,6 +30,12 @@ class Checkpoint:
     scheme: str
     align: AlignConfig
     eval: EvalConfig
+    transitions: np.ndarray | None = None
+
+    def decoder(self, method: Decoding | None = None) -> Decoder:
+        """The decoder evaluation used: the saved method (or ``method``), the scheme's constraints and,
+        for a CRF model, its learned transitions (arg-max ignores them)."""
+        return Decoder(self.labels, self.scheme, method or self.eval.decoding, transitions=self.transitions)
 
     def aligner(self, **overrides) -> Aligner:
         """An unlabelled :class:`Aligner` with the saved settings (``max_length`` etc. overridable)."""
@@ -59,7 +72,21 @@ def load_checkpoint(model_dir: str | Path, *, allow_pickle: bool = False, trust_
     scheme = saved.get("scheme") or detect_scheme([labels])
     align = AlignConfig(**{k: v for k, v in saved.get("align", {}).items() if k in AlignConfig.__dataclass_fields__})
     evaluation = EvalConfig(**{k: v for k, v in saved.get("eval", {}).items() if k in EvalConfig.__dataclass_fields__})
-    return Checkpoint(path, model, tokenizer, labels, scheme, align, evaluation)
+    from tagtune.crf import CRF_FILE
+
+    is_crf = saved.get("model", {}).get("crf") or (Path(path) / CRF_FILE).is_file()
+    transitions = _crf_transitions(path, labels) if is_crf else None
+    return Checkpoint(path, model, tokenizer, labels, scheme, align, evaluation, transitions)
+
+
+def _crf_transitions(path: str, labels: list[str]) -> np.ndarray:
+    from tagtune.crf import read_crf_file
+
+    crf_labels, _, transitions = read_crf_file(path)
+    if crf_labels != labels:
+        raise ModelLoadError(f"'{path}': the CRF's labels {crf_labels} differ from the model's {labels}; "
+                             "the directory mixes two models")
+    return transitions
 
 
 def model_config_of(path: str | Path) -> ModelConfig:

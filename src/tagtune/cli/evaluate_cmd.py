@@ -29,7 +29,6 @@ def register(app: typer.Typer) -> None:
         from tagtune.checkpoint import load_checkpoint
         from tagtune.cli import fail
         from tagtune.config import DataConfig
-        from tagtune.decode import Decoder
         from tagtune.evaluate import evaluate_examples, write_predictions
         from tagtune.fileio import atomic_write_json
         from tagtune.inference import model_forward
@@ -50,7 +49,7 @@ def register(app: typer.Typer) -> None:
         unknown = sorted(set(prepared.labels) - set(checkpoint.labels))
         if unknown:
             typer.echo(f"warning: tags {unknown} are not among the model's labels; they count as missed", err=True)
-        decoder = Decoder(checkpoint.labels, checkpoint.scheme, decoding or checkpoint.eval.decoding)  # type: ignore[arg-type]
+        decoder = checkpoint.decoder(decoding)  # type: ignore[arg-type]  # a CRF model's transitions included
         result = evaluate_examples(model_forward(checkpoint.model), checkpoint.aligner(), examples, decoder,
                                    batch_size=batch_size)
         metrics = flatten_metrics(result.metrics, entity_level, prefix="eval_")
