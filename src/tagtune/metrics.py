@@ -6,6 +6,9 @@ without seqeval and streaming: :class:`EntityScorer` keeps a few counters per en
 memory does not grow with the data. Sentences are read as seqeval reads a list of sentences: joined
 with an ``O`` between them (which only matters for garbage tags such as ``.X``).
 
+:class:`EntityConfusion` breaks the errors down from the same entity spans: per gold entity exact,
+wrong type, wrong boundary, wrong type and boundary or missed, plus spurious predictions.
+
 Where a ratio is undefined (no predicted or no gold entities) it is ``0.0``, as seqeval's default
 ``zero_division="warn"`` gives, without the warning.
 """
@@ -13,8 +16,9 @@ Where a ratio is undefined (no predicted or no gold entities) it is ``0.0``, as 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from tagtune.labels import EntityDecoder
+from tagtune.labels import EntityDecoder, Span
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -163,3 +167,128 @@ def flatten_metrics(result: dict, entity_level: bool = False, prefix: str = "") 
     for key, value in overall.items():
         flat[f"{prefix}overall_{key}"] = value
     return flat
+
+
+# --------------------------------------------------------------------------------------------------
+# Error analysis: how each gold entity was (mis)predicted
+
+OUTCOMES: tuple[str, ...] = ("exact", "wrong_type", "wrong_boundary", "wrong_type_and_boundary", "missed", "spurious")
+NONE = "(none)"  # the matrix row of spurious entities and column of missed ones
+
+
+@dataclass(frozen=True)
+class EntityMatch:
+    """What became of one gold entity, or one predicted entity that overlaps no gold one.
+
+    Attributes:
+        outcome: One of :data:`OUTCOMES`.
+        gold: The gold entity (``None`` for ``spurious``).
+        pred: The predicted entity it is compared with (``None`` for ``missed``).
+    """
+
+    outcome: str
+    gold: Span | None
+    pred: Span | None
+
+
+def _overlap(a: Span, b: Span) -> int:
+    return min(a.end, b.end) - max(a.start, b.start)
+
+
+def match_entities(gold: Sequence[Span], pred: Sequence[Span]) -> list[EntityMatch]:
+    """Compare the gold and predicted entities of one sentence.
+
+    Each gold entity gets one outcome: ``exact`` (a predicted entity with its type and boundaries),
+    ``wrong_type`` (same boundaries, other type), ``wrong_boundary`` (an overlapping prediction of its
+    type), ``wrong_type_and_boundary`` (only overlapping predictions of other types) or ``missed`` (no
+    overlap); the prediction with the largest overlap stands for it. Each predicted entity that
+    overlaps no gold one is ``spurious``. Gold matches come in gold order, then spurious ones.
+
+    >>> [m.outcome for m in match_entities([Span("PER", 0, 2), Span("LOC", 3, 4)], [Span("PER", 0, 1), Span("ORG", 5, 6)])]
+    ['wrong_boundary', 'missed', 'spurious']
+    """
+    predicted = set(pred)
+    matches: list[EntityMatch] = []
+    for g in gold:
+        if g in predicted:
+            matches.append(EntityMatch("exact", g, g))
+            continue
+        overlapping = sorted((p for p in pred if _overlap(g, p) > 0), key=lambda p: -_overlap(g, p))
+        same_bounds = next((p for p in overlapping if (p.start, p.end) == (g.start, g.end)), None)
+        same_type = next((p for p in overlapping if p.type == g.type), None)
+        if same_bounds is not None:
+            matches.append(EntityMatch("wrong_type", g, same_bounds))
+        elif same_type is not None:
+            matches.append(EntityMatch("wrong_boundary", g, same_type))
+        elif overlapping:
+            matches.append(EntityMatch("wrong_type_and_boundary", g, overlapping[0]))
+        else:
+            matches.append(EntityMatch("missed", g, None))
+    matches += [EntityMatch("spurious", None, p) for p in pred if not any(_overlap(g, p) > 0 for g in gold)]
+    return matches
+
+
+class EntityConfusion:
+    """Streaming error analysis: outcome counts per type and a gold-type x predicted-type matrix.
+
+    Entities are decoded exactly as :class:`EntityScorer` decodes them, so ``exact`` counts equal its
+    true positives and the gold counts its ``number``.
+
+    >>> confusion = EntityConfusion()
+    >>> [m.outcome for m in confusion.update(["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O", "O"])]
+    ['wrong_type', 'missed']
+    >>> confusion.result()["matrix"]["PER"]
+    {'ORG': 1}
+    """
+
+    def __init__(self) -> None:
+        self._gold = EntityDecoder()
+        self._pred = EntityDecoder()
+        self._outcomes: dict[str, dict[str, int]] = {}
+        self._matrix: dict[str, dict[str, int]] = {}
+        self._gold_count: dict[str, int] = {}
+        self._pred_count: dict[str, int] = {}
+
+    @staticmethod
+    def _spans(decoder: EntityDecoder, tags: Sequence[str]) -> list[Span]:
+        start = decoder.position
+        spans = [span for span in map(decoder.step, [*tags, "O"]) if span is not None]  # "O": the boundary
+        return [Span(s.type, s.start - start, s.end - start) for s in spans]
+
+    def update(self, gold_tags: Sequence[str], pred_tags: Sequence[str]) -> list[EntityMatch]:
+        """Add one sentence; returns its matches (see :func:`match_entities`).
+
+        Raises:
+            ValueError: The tag counts differ.
+        """
+        _check_lengths([gold_tags], [pred_tags], 0)
+        gold, pred = self._spans(self._gold, gold_tags), self._spans(self._pred, pred_tags)
+        for span in gold:
+            self._gold_count[span.type] = self._gold_count.get(span.type, 0) + 1
+        for span in pred:
+            self._pred_count[span.type] = self._pred_count.get(span.type, 0) + 1
+        matches = match_entities(gold, pred)
+        for match in matches:
+            type_ = match.gold.type if match.gold is not None else match.pred.type  # type: ignore[union-attr]
+            counts = self._outcomes.setdefault(type_, dict.fromkeys(OUTCOMES, 0))
+            counts[match.outcome] += 1
+            row = self._matrix.setdefault(match.gold.type if match.gold else NONE, {})
+            column = match.pred.type if match.pred else NONE
+            row[column] = row.get(column, 0) + 1
+        return matches
+
+    def result(self) -> dict:
+        """``{"outcomes": {type: {outcome: n}}, "totals": {outcome: n}, "matrix": {gold type: {predicted
+        type: n}}, "gold": {type: n}, "predicted": {type: n}}``. Outcomes are counted under the gold
+        type, ``spurious`` under the predicted one; the matrix uses :data:`NONE` for missed (column)
+        and spurious (row) entities. Types are sorted by name."""
+        types = sorted(set(self._outcomes) | set(self._gold_count) | set(self._pred_count))
+        outcomes = {t: dict(self._outcomes.get(t, dict.fromkeys(OUTCOMES, 0))) for t in types}
+        rows = [t for t in sorted(self._matrix) if t != NONE] + ([NONE] if NONE in self._matrix else [])
+        return {
+            "outcomes": outcomes,
+            "totals": {o: sum(counts[o] for counts in outcomes.values()) for o in OUTCOMES},
+            "matrix": {row: dict(sorted(self._matrix[row].items())) for row in rows},
+            "gold": {t: self._gold_count.get(t, 0) for t in types},
+            "predicted": {t: self._pred_count.get(t, 0) for t in types},
+        }

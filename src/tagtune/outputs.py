@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,44 +44,119 @@ def load_run_config(model_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+_PER_TYPE_KEY = re.compile(r"(eval|predict)_(.+)_(precision|recall|f1|number)")
+_SPLIT_OF_PREFIX = {"eval": "validation", "predict": "test"}
+_SETTINGS = ("num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+             "learning_rate", "lr_scheduler_type", "warmup_ratio", "weight_decay", "seed", "bf16", "fp16")
+
+
+def _per_type(output_dir: Path, results: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """Scores per split and type: the report written beside the model, else flat per-type results."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for key, value in results.items():
+        match = _PER_TYPE_KEY.fullmatch(key)
+        if match and match.group(2) != "overall":
+            split = _SPLIT_OF_PREFIX[match.group(1)]
+            found.setdefault(split, {}).setdefault(match.group(2), {})[match.group(3)] = value
+    try:
+        report = json.loads((output_dir / "report.json").read_text(encoding="utf-8"))
+        found[report["split"]] = report["metrics"]["per_type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return found
+
+
+def _card_sections(output_dir: Path, data_cfg: DataConfig, labels: Sequence[str], results: Mapping[str, Any],
+                   training_args: Any) -> tuple[str, str, str, str]:
+    """The data, labels, settings and results sections of the card, in Markdown."""
+    saved = load_run_config(output_dir) or {}
+    files = {"train": data_cfg.train_file, "validation": data_cfg.validation_file, "test": data_cfg.test_file}
+    sizes = {"train": results.get("train_samples"), "validation": results.get("eval_samples"),
+             "test": results.get("predict_samples")}
+    data_rows = [f"| {split} | {data_cfg.dataset_name or (Path(file).name if file else '')} | {sizes[split] or ''} |"
+                 for split, file in files.items() if file or (data_cfg.dataset_name and sizes[split])]
+    data = "| split | source | sentences |\n|---|---|---|\n" + "\n".join(data_rows) if data_rows else "unknown"
+    types = list(dict.fromkeys(label[2:] for label in labels if label[:2] in ("B-", "I-", "E-", "S-")))
+    label_text = (f"{len(labels)} labels, scheme {saved.get('scheme', 'unknown')}"
+                  + (f"; entity types: {', '.join(types)}" if types else "")
+                  + "\n\n" + ", ".join(f"`{label}`" for label in labels))
+    settings = {k: getattr(getattr(training_args, k), "value", getattr(training_args, k)) for k in _SETTINGS
+                if getattr(training_args, k, None) not in (None, -1)}  # max_steps -1: not set
+    align = saved.get("align", {})
+    settings.update({f"align.{k}": align[k] for k in ("max_length", "stride", "label_all_tokens", "context_size")
+                     if k in align})
+    settings.update({f"eval.{k}": v for k, v in saved.get("eval", {}).items() if k == "decoding"})
+    settings_text = "\n".join(f"- {k}: {v}" for k, v in settings.items())
+    headline = [(split, prefix) for prefix, split in _SPLIT_OF_PREFIX.items()
+                if f"{prefix}_f1" in results or f"{prefix}_overall_f1" in results]
+    rows = []
+    for split, prefix in headline:
+        values = [results.get(f"{prefix}_{k}", results.get(f"{prefix}_overall_{k}")) for k in
+                  ("precision", "recall", "f1", "accuracy")]
+        rows.append(f"| {split} | " + " | ".join(f"{100 * v:.2f}" if isinstance(v, float) else "" for v in values) + " |")
+    results_text = ("| split | precision | recall | F1 | accuracy |\n|---|---|---|---|---|\n" + "\n".join(rows)
+                    if rows else "No evaluation was run.")
+    for split, per_type in _per_type(output_dir, results).items():
+        results_text += f"\n\nPer type ({split}):\n\n| type | precision | recall | F1 | support |\n|---|---|---|---|---|\n"
+        results_text += "\n".join(f"| {t} | {100 * s.get('precision', 0):.2f} | {100 * s.get('recall', 0):.2f} | "
+                                   f"{100 * s.get('f1', 0):.2f} | {int(s.get('number', 0))} |" for t, s in per_type.items())
+    if (output_dir / "report.html").is_file():
+        results_text += ("\n\n`report.html` in this directory holds the full evaluation report (confusion, "
+                         "learning curves, worst errors).")
+    return data, label_text, settings_text, results_text
+
+
 def write_model_card(output_dir: Path, model_cfg: ModelConfig, data_cfg: DataConfig, labels: Sequence[str],
                      results: Mapping[str, float], training_args: Any) -> None:
-    """A ``README.md`` model card: data, labels, settings, metrics, and how to use the model."""
-    data_files = [str(p) for p in (data_cfg.train_file, data_cfg.validation_file, data_cfg.test_file) if p]
-    data = data_cfg.dataset_name or ", ".join(data_files) or "unknown"
-    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                     for k, v in sorted(results.items()))
-    settings = {k: getattr(training_args, k, None) for k in (
-        "num_train_epochs", "per_device_train_batch_size", "learning_rate", "weight_decay", "seed",
-        "gradient_accumulation_steps", "bf16", "fp16")}
+    """A ``README.md`` model card: data, labels, settings, metrics (per type), and how to use the model.
+
+    The scheme and alignment settings come from ``tagtune_config.json`` and the per-type scores from
+    ``report.json`` in ``output_dir`` when they are there (else from per-type keys of ``results``).
+    """
+    output_dir = Path(output_dir)
+    sources = [str(p) for p in (data_cfg.train_file, data_cfg.validation_file, data_cfg.test_file) if p]
+    source = data_cfg.dataset_name or ", ".join(Path(p).name for p in sources) or "unknown data"
+    data, label_text, settings_text, results_text = _card_sections(output_dir, data_cfg, labels, results,
+                                                                    training_args)
+    base = model_cfg.model_name_or_path
+    front = ["library_name: transformers", "pipeline_tag: token-classification",
+             f"tags: [tagtune, token-classification, {data_cfg.task_name}]"]
+    front += [f"base_model: {base}"] if not Path(base).exists() else []  # hub names only, never local paths
+    front += [f"datasets: [{data_cfg.dataset_name}]"] if data_cfg.dataset_name else []
     atomic_write_text(output_dir / "README.md", f"""---
-library_name: transformers
-pipeline_tag: token-classification
-tags: [tagtune, token-classification, {data_cfg.task_name}]
+{chr(10).join(front)}
 ---
 # Token classification model ({data_cfg.task_name})
 
-Fine-tuned by tagtune from `{model_cfg.model_name_or_path}` on {data}.
+Fine-tuned by tagtune from `{base}` on {source}.
+
+## Data
+{data}
 
 ## Labels
-{", ".join(f"`{label}`" for label in labels)}
+{label_text}
 
 ## Training settings
-{chr(10).join(f"- {k}: {v}" for k, v in settings.items())}
+{settings_text}
 
 ## Results
-| metric | value |
-|---|---|
-{rows}
+Entity-level scores as seqeval's default mode (and upstream `run_ner.py`) computes them, in %.
+
+{results_text}
 
 ## Use
-With tagtune (windows for long texts, valid tag sequences, character offsets):
+With tagtune (any text length: long texts are windowed, tag sequences are valid, entities carry
+character offsets and scores):
 ```python
 import tagtune
 tagger = tagtune.load("{output_dir}")
 print(tagger("Angela Merkel visited Paris."))
 ```
-With plain transformers:
+From the command line: `tagtune evaluate {output_dir} test.conll --output_dir eval` scores labelled data
+and writes `eval/report.html`.
+
+With plain transformers (the labels are in `config.json`; texts longer than the model's input need the
+pipeline's `stride` option, and its grouping reads B-/I- tags only):
 ```python
 from transformers import pipeline
 ner = pipeline("token-classification", model="{output_dir}", aggregation_strategy="simple")

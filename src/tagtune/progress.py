@@ -21,9 +21,13 @@ def _is_local_main_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
-def progress_bar(**kwargs: Any) -> tqdm:
-    """A tqdm bar that is disabled when quiet, not on a terminal, or not the local main process."""
-    disable = _quiet or not sys.stderr.isatty() or not _is_local_main_process()
+def bars_enabled() -> bool:
+    """Whether progress bars show: not quiet, on a terminal (or ``TAGTUNE_PROGRESS=1``), local main process."""
     if os.environ.get("TAGTUNE_PROGRESS") == "1":  # force bars on, e.g. in logs a person tails
-        disable = _quiet
-    return tqdm(disable=disable, dynamic_ncols=True, mininterval=0.5, **kwargs)
+        return not _quiet
+    return not _quiet and sys.stderr.isatty() and _is_local_main_process()
+
+
+def progress_bar(**kwargs: Any) -> tqdm:
+    """A tqdm bar (rate, and ETA when ``total`` is known) that shows only when :func:`bars_enabled`."""
+    return tqdm(disable=not bars_enabled(), dynamic_ncols=True, mininterval=0.5, **kwargs)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from tagtune.config import DataConfig
 from tagtune.corpus import Corpus, Example
 from tagtune.errors import ConfigError, DataFormatError, LabelSchemeError
+from tagtune.progress import progress_bar
 from tagtune.readers_columns import check_file, read_conll, read_conllu
 from tagtune.readers_records import (
     NamesLookup,
@@ -185,8 +186,11 @@ def _read_file(
     else:
         conv = RecordConverter(cfg, file_names_lookup(path, cfg), cells_are_text=fmt == "csv")
         stream = {"json": read_json, "jsonl": read_jsonl, "csv": read_csv}[fmt](path, conv)
-    with contextlib.closing(stream):  # close the file now when we stop early
-        examples = list(stream if limit is None else itertools.islice(stream, limit))
+    examples: list[Example] = []
+    with contextlib.closing(stream), progress_bar(desc=f"reading {path.name}", unit=" sentences", total=limit) as bar:
+        for example in stream if limit is None else itertools.islice(stream, limit):  # closed early if we stop
+            examples.append(example)
+            bar.update()
     if not examples and limit != 0:
         raise DataFormatError(
             f"{path}: no sentences in the {split} file (read as {fmt}: only blank lines, comments, "

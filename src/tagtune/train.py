@@ -29,6 +29,8 @@ from tagtune.inference import model_forward
 from tagtune.metrics import flatten_metrics
 from tagtune.modeling import load_token_classifier, resolve_labels
 from tagtune.outputs import save_run_config, write_model_card
+from tagtune.progress import bars_enabled
+from tagtune.report import write_run_report
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +284,8 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
     resume = training_args.resume_from_checkpoint
     check_output_dir(output_dir, getattr(training_args, "overwrite_output_dir", False), bool(resume))
     set_seed(training_args.seed)
+    if not bars_enabled():
+        training_args.disable_tqdm = True  # the Trainer's bars follow tagtune's: off when quiet or not on a terminal
 
     data = prepare_data(data_cfg, strict=strict_labels)
     splits = data.corpus.splits
@@ -371,6 +375,11 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
 
     if results:
         atomic_write_json(output_dir / "all_results.json", results)
+        if training_args.should_save:  # report.html + plots/ of the last split scored (the model card cites it)
+            split = "test" if training_args.do_predict else "validation"
+            write_run_report(output_dir, split, splits.get(split, []), evaluator.last, trainer.state.log_history,
+                             {"data": data_cfg, "model": model_cfg, "align": align_cfg, "eval": eval_cfg,
+                              "training": training_args.to_dict()})
         if training_args.do_train:
             write_model_card(output_dir, model_cfg, data_cfg, labels, results, training_args)
     return results

@@ -58,4 +58,10 @@ def register(app: typer.Typer) -> None:
         if output_dir is not None:
             atomic_write_json(output_dir / "eval_results.json", metrics)
             write_predictions(output_dir / "predictions.txt", examples, result.predictions)
+            from tagtune.outputs import load_run_config
+            from tagtune.report import load_log_history, write_report
+
+            report = write_report(output_dir, examples, result.predictions, result.metrics, load_log_history(model),
+                                  load_run_config(model), split=data.name, title=f"{model.name} on {data.name}")
+            typer.echo(f"report: {report}", err=True)
         typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
