@@ -152,8 +152,11 @@ def test_cli_bad_flag_value_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "error: --engine 'tpu-magic' is not one of trainer, accelerate" in result.output
 
 
-def test_token_budget_batches_and_cached_second_run(tiny_bert_dir: Path, conll_files, tmp_path: Path, caplog) -> None:
+def test_token_budget_batches_and_cached_second_run(tiny_bert_dir: Path, conll_files, tmp_path: Path, caplog,
+                                                    monkeypatch) -> None:
     import logging
+
+    monkeypatch.setenv("TAGTUNE_CACHE", str(tmp_path / "cache"))  # other tests cache the same file
 
     import run_ner
 
