@@ -92,3 +92,24 @@ def conll2003_dir() -> Path:
     if not (CONLL2003 / "test.txt").is_file():
         pytest.skip(f"CoNLL-2003 is not at {CONLL2003}")
     return CONLL2003
+
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT that looks fine-tuned: named NER labels, and a sharpened head so that its (random)
+    decisions are not near ties."""
+    import torch
+    from transformers import BertForTokenClassification
+
+    torch.manual_seed(0)
+    path = build_tiny_bert(tmp_path_factory.mktemp("tiny-ner"), num_labels=len(NER_LABELS))
+    model = BertForTokenClassification.from_pretrained(path)
+    model.config.id2label = dict(enumerate(NER_LABELS))
+    model.config.label2id = {label: i for i, label in enumerate(NER_LABELS)}
+    with torch.no_grad():
+        model.classifier.weight.mul_(30)
+    model.save_pretrained(path)
+    return path

@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -107,6 +108,12 @@ class Encoding:
         word_counts: Number of words of each example.
         windowed_examples: Number of examples that needed more than one window.
         replaced_words: Number of words that tokenized to nothing and were encoded as the unknown token.
+        token_index: Only with ``encode(..., subtokens=True)``: per position, the index of the example's
+            content sub-token whose scores this position gives (window core only), or -1. The cores
+            tile the content, so every sub-token is given by exactly one window.
+        token_words: Only with ``subtokens=True``: per example, the word of each content sub-token.
+        token_offsets: Only with ``subtokens=True``: per example, ``[n, 2]`` character offsets of each
+            content sub-token inside its word (a word replaced by the unknown token spans the word).
     """
 
     input_ids: list[list[int]] = field(default_factory=list)
@@ -116,6 +123,9 @@ class Encoding:
     word_counts: list[int] = field(default_factory=list)
     windowed_examples: int = 0
     replaced_words: int = 0
+    token_index: list[list[int]] | None = None
+    token_words: list[np.ndarray] | None = None
+    token_offsets: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -190,33 +200,50 @@ class Aligner:
 
     def _tokenize_words(self, batch: Sequence[Sequence[str]]) -> tuple[list[list[int]], list[list[int]], int]:
         """Sub-token ids and word ids per sentence; words that vanish are re-encoded as unknown."""
+        ids, word_ids, _, replaced = self._tokenize(batch, with_offsets=False)
+        return ids, word_ids, replaced
+
+    def _tokenize(self, batch: Sequence[Sequence[str]], with_offsets: bool
+                  ) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]] | None, int]:
+        """:meth:`_tokenize_words` plus, when asked, each sub-token's character offsets in its word."""
         encoded = self.tokenizer([list(words) for words in batch], is_split_into_words=True,
-                                 add_special_tokens=False)
+                                 add_special_tokens=False, return_offsets_mapping=with_offsets)
         all_ids, all_word_ids, replaced = [], [], 0
+        all_offsets: list[list[tuple[int, int]]] | None = [] if with_offsets else None
         for i, words in enumerate(batch):
             ids, word_ids = encoded["input_ids"][i], encoded.word_ids(i)
+            offsets = encoded["offset_mapping"][i] if with_offsets else None
             missing = set(range(len(words))) - set(word_ids)
             if missing:
                 # A word made only of characters the normalizer drops (zero-width, control) would
                 # otherwise get no prediction at all.
                 fixed = [self._unk_word if j in missing else w for j, w in enumerate(words)]
-                again = self.tokenizer([fixed], is_split_into_words=True, add_special_tokens=False)
+                again = self.tokenizer([fixed], is_split_into_words=True, add_special_tokens=False,
+                                       return_offsets_mapping=with_offsets)
                 ids, word_ids = again["input_ids"][0], again.word_ids(0)
+                if with_offsets:
+                    # The unknown token stands for the whole original word.
+                    offsets = [(0, len(words[w])) if w in missing else o
+                               for w, o in zip(word_ids, again["offset_mapping"][0])]
                 replaced += len(missing)
                 if set(range(len(words))) - set(word_ids):
                     raise AlignmentError(f"words {sorted(missing)} produce no sub-token even as '{self._unk_word}'")
             all_ids.append(list(ids))
             all_word_ids.append(list(word_ids))
-        return all_ids, all_word_ids, replaced
+            if all_offsets is not None:
+                all_offsets.append(list(offsets))
+        return all_ids, all_word_ids, all_offsets, replaced
 
     def encode(self, examples: Sequence[Example], labelled: bool | None = None,
-               batch_size: int = 1000) -> Encoding:
+               batch_size: int = 1000, subtokens: bool = False) -> Encoding:
         """Encode examples into windows.
 
         Args:
             examples: The sentences, in order (document context uses neighbours of the same ``doc``).
             labelled: Produce labels; default: when every example has tags and a label map is set.
             batch_size: Sentences tokenized per call of the fast tokenizer.
+            subtokens: Also record every content sub-token (``token_index``, ``token_words``,
+                ``token_offsets``), for predictions that use all sub-tokens of a word.
 
         Raises:
             LabelSchemeError: A tag is not in the label map (should have been caught by labels.py).
@@ -224,12 +251,18 @@ class Aligner:
         if labelled is None:
             labelled = self.label2id is not None and all(e.tags is not None for e in examples)
         out = Encoding(labels=[] if labelled else None)
+        if subtokens:
+            out.token_index, out.token_words, out.token_offsets = [], [], []
         context = self.config.context_size
         for offset in range(0, len(examples), batch_size):
             chunk = examples[offset : offset + batch_size]
-            ids_batch, word_ids_batch, replaced = self._tokenize_words([e.tokens for e in chunk])
+            ids_batch, word_ids_batch, offsets_batch, replaced = self._tokenize([e.tokens for e in chunk], subtokens)
             out.replaced_words += replaced
             for i, example in enumerate(chunk):
+                if offsets_batch is not None:
+                    out.token_words.append(np.asarray(word_ids_batch[i], dtype=np.int64))  # type: ignore[union-attr]
+                    out.token_offsets.append(  # type: ignore[union-attr]
+                        np.asarray(offsets_batch[i], dtype=np.int64).reshape(-1, 2))
                 index = offset + i
                 left, right = ([], [])
                 if context and len(ids_batch[i]) < self.budget:
@@ -290,6 +323,9 @@ class Aligner:
             pad_left, pad_right = [-1] * (len(prefix) + len(left)), [-1] * (len(right) + len(suffix))
             out.input_ids.append(prefix + left + content + right + suffix)
             out.word_index.append(pad_left + word_index + pad_right)
+            if out.token_index is not None:
+                token_index = [p if core_start <= p < core_end else -1 for p in range(start, end)]
+                out.token_index.append(pad_left + token_index + pad_right)
             if out.labels is not None:
                 out.labels.append([IGNORE_INDEX] * len(pad_left) + labels + [IGNORE_INDEX] * len(pad_right))
             out.example_index.append(index)
@@ -315,32 +351,79 @@ def _first_positions(word_ids: Sequence[int | None]) -> dict[int, int]:
     return first
 
 
+Aggregation = Literal["first", "average", "max", "none"]
+AGGREGATIONS: tuple[str, ...] = ("first", "average", "max", "none")
+
+
 class WordCollector:
     """Reassembles per-word scores from window rows that arrive in any order (streaming).
 
     Memory holds only examples whose windows have not all arrived yet.
+
+    ``aggregation`` says how a word's sub-tokens make its scores: ``first`` (the first sub-token, as
+    in training), ``average`` (mean probabilities of all its sub-tokens), ``max`` (the sub-token with
+    the most confident label) or ``none`` (no words: one row per content sub-token). Every mode but
+    ``first`` needs an encoding made with ``subtokens=True`` (``token_words``) and windows added with
+    their ``token_index``.
     """
 
-    def __init__(self, word_counts: Sequence[int], num_labels: int):
+    def __init__(self, word_counts: Sequence[int], num_labels: int, aggregation: Aggregation = "first",
+                 token_words: Sequence[np.ndarray] | None = None):
+        if aggregation not in AGGREGATIONS:
+            raise ConfigError(f"aggregation '{aggregation}' is not one of {', '.join(AGGREGATIONS)}")
+        if aggregation != "first" and token_words is None:
+            raise ConfigError(f"aggregation '{aggregation}' needs an encoding made with subtokens=True")
         self.word_counts = word_counts
         self.num_labels = num_labels
+        self.aggregation = aggregation
+        self.token_words = token_words
         self._pending: dict[int, np.ndarray] = {}
         self._missing: dict[int, int] = {}
 
-    def add(self, example_index: int, word_index: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
-        """Add one window's per-position scores ``[T, L]``; returns the example's ``[words, L]`` when complete."""
+    def add(self, example_index: int, word_index: np.ndarray, scores: np.ndarray,
+            token_index: np.ndarray | None = None) -> np.ndarray | None:
+        """Add one window's per-position scores ``[T, L]``; returns the example's ``[words, L]`` when complete
+        (``[sub-tokens, L]`` for aggregation ``none``)."""
+        by_token = self.aggregation != "first"
+        if by_token:
+            if token_index is None:
+                raise ConfigError(f"aggregation '{self.aggregation}' needs each window's token_index")
+            word_index = token_index
         if example_index not in self._pending:
-            count = self.word_counts[example_index]
+            count = (len(self.token_words[example_index]) if by_token  # type: ignore[index]
+                     else self.word_counts[example_index])
             self._pending[example_index] = np.zeros((count, self.num_labels), dtype=np.float32)
             self._missing[example_index] = count
-        words = self._pending[example_index]
+        rows = self._pending[example_index]
         mask = word_index >= 0
-        words[word_index[mask]] = scores[: len(word_index)][mask]
+        rows[word_index[mask]] = scores[: len(word_index)][mask]
         self._missing[example_index] -= int(mask.sum())
         if self._missing[example_index] == 0:
             del self._missing[example_index]
-            return self._pending.pop(example_index)
+            rows = self._pending.pop(example_index)
+            return self._reduce(example_index, rows) if by_token else rows
         return None
+
+    def _reduce(self, example_index: int, token_scores: np.ndarray) -> np.ndarray:
+        """Per-word log-probabilities from the log-probabilities of all sub-tokens of an example."""
+        if self.aggregation == "none":
+            return token_scores
+        words = self.token_words[example_index]  # type: ignore[index]
+        count = self.word_counts[example_index]
+        if self.aggregation == "max":
+            # The pipeline's "max": the distribution of the word's most confident sub-token.
+            order = np.lexsort((-token_scores.max(axis=-1), words))
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = words[order][1:] != words[order][:-1]
+            picked = order[first]
+            assert len(picked) == count, "every word has at least one sub-token"
+            return token_scores[picked]
+        # "average": mean of the probabilities (the pipeline's), back to log space for decoding.
+        starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+        assert len(starts) == count, "every word has at least one sub-token, in order"
+        sizes = np.diff(np.r_[starts, len(words)])
+        mean = np.add.reduceat(np.exp(token_scores), starts, axis=0) / sizes[:, None]
+        return np.log(np.maximum(mean, np.finfo(np.float32).tiny)).astype(np.float32)
 
     def pending(self) -> int:
         return len(self._pending)

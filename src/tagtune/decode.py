@@ -78,8 +78,16 @@ class Decoder:
         self._trivial = bool(self.allowed.all() and self.allowed_end.all() and transitions is None)
 
     def __call__(self, scores: np.ndarray) -> list[str]:
+        return [self.labels[i] for i in self.decode_ids(scores)]
+
+    def decode_ids(self, scores: np.ndarray) -> list[int]:
+        """Like calling the decoder, but label ids instead of names."""
         if self.method == "argmax" or self._trivial:
-            ids = argmax_decode(scores)
-        else:
-            ids = viterbi_decode(scores, self.allowed, self.allowed_end, self.transitions)
-        return [self.labels[i] for i in ids]
+            return argmax_decode(scores)
+        if self.transitions is None and len(scores):
+            # An arg-max path that the constraints allow is also the best allowed path: skip Viterbi.
+            ids = np.argmax(scores, axis=-1)
+            if (self.allowed[len(self.labels), ids[0]] and self.allowed_end[ids[-1]]
+                    and self.allowed[ids[:-1], ids[1:]].all()):
+                return ids.tolist()
+        return viterbi_decode(scores, self.allowed, self.allowed_end, self.transitions)

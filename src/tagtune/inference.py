@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from tagtune.align import Encoding, WordCollector, iter_length_sorted_batches
+from tagtune.align import Aggregation, Encoding, WordCollector, iter_length_sorted_batches
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -50,13 +50,17 @@ def iter_word_scores(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     progress: Callable[[int], None] | None = None,
+    aggregation: Aggregation = "first",
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(example_index, log_probs[words, L])`` for every example, each exactly once.
 
     Examples come out in the order they complete, not input order; callers that need input order
-    index by ``example_index``.
+    index by ``example_index``. ``aggregation`` other than ``first`` (see
+    :class:`~tagtune.align.WordCollector`) needs an encoding made with ``subtokens=True``; with
+    ``none`` the rows are the example's sub-tokens instead of its words.
     """
-    collector = WordCollector(encoding.word_counts, num_labels)
+    collector = WordCollector(encoding.word_counts, num_labels, aggregation, encoding.token_words)
+    token_index = encoding.token_index if aggregation != "first" else None
     # Examples with no words have no windows; they are complete from the start.
     for index, count in enumerate(encoding.word_counts):
         if count == 0:
@@ -72,7 +76,8 @@ def iter_word_scores(
             log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
             for k, row in enumerate(rows):
                 done = collector.add(encoding.example_index[row], np.asarray(encoding.word_index[row]),
-                                     log_probs[k])
+                                     log_probs[k],
+                                     np.asarray(token_index[row]) if token_index is not None else None)
                 if done is not None:
                     yield encoding.example_index[row], done
             if progress is not None:

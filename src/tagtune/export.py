@@ -1,0 +1,322 @@
+"""ONNX export (torch.onnx), dynamic int8 quantization (ONNX Runtime), a parity report, and the ONNX
+backend that the :class:`~tagtune.predict.Tagger` runs with the same pre- and post-processing as torch.
+
+An export folder is self-contained: ``model.onnx`` (fp32), ``model_int8.onnx`` (when quantized), the
+tokenizer, ``config.json`` (label names), ``tagtune_config.json`` (scheme, windows, decoding) and
+``export_report.json``. ``tagtune.load(folder)`` and ``tagtune predict folder`` use it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tagtune.checkpoint import Checkpoint
+from tagtune.config import AlignConfig, EvalConfig
+from tagtune.errors import ConfigError, ExportError, ModelLoadError
+from tagtune.fileio import atomic_write_json
+from tagtune.outputs import CONFIG_FILE, load_run_config
+
+logger = logging.getLogger(__name__)
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model_int8.onnx"
+REPORT_FILE = "export_report.json"
+QUANTIZATIONS = ("int8",)
+# Logits of the fp32 graph may differ from torch by float rounding only.
+FP32_TOLERANCE = 1e-3
+
+CHECK_TEXTS = (
+    "EU rejects German call to boycott British lamb.",
+    "Peter Blackburn reported from Brussels on Monday.",
+    "Angela Merkel visited Paris and met Emmanuel Macron at the Élysée Palace.",
+    "José Ángel García moved from Zürich to São Paulo in 2019.",
+    "The New York Stock Exchange fell 2.5% after Apple Inc. reported earnings.",
+    "東京 and 北京 are capitals; 😀 emoji and zero\u200bwidth characters appear too.",
+    "Manchester United beat Chelsea 2-1 at Old Trafford on Saturday.",
+    "Dr. Smith of the World Health Organization spoke in Geneva.",
+)
+
+
+class OnnxBackend:
+    """An ONNX Runtime session with the ``forward(input_ids, attention_mask) -> logits`` contract of
+    :data:`tagtune.inference.Forward` (torch tensors in and out, so the inference loop is shared)."""
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=wanted)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ModelLoadError(f"cannot load ONNX model '{path}': {str(error).strip().splitlines()[0]}") from None
+        self.path = Path(path)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.precision = "int8" if self.path.name == INT8_FILE or "int8" in self.path.stem else "fp32"
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.model_type = meta.get("model_type")
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        ids = input_ids.cpu().numpy()
+        feed = {"input_ids": ids, "attention_mask": attention_mask.cpu().numpy()}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        return torch.from_numpy(self.session.run(["logits"], feed)[0])
+
+    forward = __call__
+
+
+def find_onnx_file(folder: Path, file: str | None = None) -> Path:
+    """The ONNX file of an export folder: ``file`` if given, else the int8 model, else the fp32 one."""
+    if file is not None:
+        path = folder / file
+        if not path.is_file():
+            raise ModelLoadError(f"'{path}' does not exist")
+        return path
+    for name in (INT8_FILE, FP32_FILE):
+        if (folder / name).is_file():
+            return folder / name
+    found = sorted(folder.glob("*.onnx"))
+    if len(found) == 1:
+        return found[0]
+    raise ModelLoadError(f"'{folder}' holds {len(found)} ONNX files and none is named {INT8_FILE} or {FP32_FILE}")
+
+
+def load_onnx_checkpoint(folder: str | Path, *, file: str | None = None, threads: int | None = None) -> Checkpoint:
+    """A :class:`Checkpoint` whose ``model`` is an :class:`OnnxBackend` (labels, scheme and settings as saved).
+
+    Raises:
+        ModelLoadError: The folder lacks the ONNX file, ``config.json`` with label names, or a tokenizer.
+    """
+    from transformers import AutoConfig
+
+    from tagtune.align import load_tokenizer
+    from tagtune.labels import detect_scheme
+    from tagtune.modeling import named_labels
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"'{folder}' has no config.json; export with: tagtune export MODEL --format onnx")
+    backend = OnnxBackend(find_onnx_file(folder, file), threads=threads)
+    config = AutoConfig.from_pretrained(str(folder))
+    labels = named_labels(config)
+    if labels is None:
+        raise ModelLoadError(f"'{folder}/config.json' has no label names (id2label is LABEL_0...)")
+    backend.model_type = backend.model_type or getattr(config, "model_type", None)
+    saved = load_run_config(folder) or {}
+    align = AlignConfig(**{k: v for k, v in saved.get("align", {}).items() if k in AlignConfig.__dataclass_fields__})
+    evaluation = EvalConfig(**{k: v for k, v in saved.get("eval", {}).items() if k in EvalConfig.__dataclass_fields__})
+    scheme = saved.get("scheme") or detect_scheme([labels])
+    from tagtune.checkpoint import _crf_transitions
+    from tagtune.crf import CRF_FILE
+
+    transitions = _crf_transitions(str(folder), labels) if (folder / CRF_FILE).is_file() else None
+    return Checkpoint(str(folder), backend, load_tokenizer(str(folder)), labels, scheme, align, evaluation,
+                      transitions)
+
+
+class _LogitsOnly(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``tagtune export`` writes.
+
+    Attributes:
+        quantize: ``None`` (fp32 only) or ``int8`` (dynamic int8 weights and activations, ONNX Runtime).
+        opset: ONNX opset of the exported graph.
+        optimize: Fuse attention / layer norm / GELU with ONNX Runtime's transformer optimizer before
+            quantizing (faster, same results up to rounding); off for model types it does not know.
+    """
+
+    quantize: str | None = None
+    opset: int = 17
+    optimize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.quantize not in (None, *QUANTIZATIONS):
+            raise ConfigError(f"--quantize '{self.quantize}' is not one of {', '.join(QUANTIZATIONS)}")
+        if not 14 <= self.opset <= 21:
+            raise ConfigError(f"--opset {self.opset} is outside 14..21")
+
+
+def export_onnx(model_dir: str | Path, output_dir: str | Path, config: ExportConfig = ExportConfig(), *,
+                allow_pickle: bool = False, check_texts: list[str] | None = None) -> dict[str, Any]:
+    """Export a fine-tuned model to ONNX (and int8), check it against PyTorch, write the report.
+
+    Returns:
+        The report (also written to ``export_report.json``): files, sizes, export time, and per ONNX
+        file the largest logit difference and the word-tag / entity agreement with PyTorch fp32 on
+        ``check_texts``.
+
+    Raises:
+        ExportError: The export fails, or the fp32 graph's logits differ from PyTorch's.
+    """
+    from tagtune.checkpoint import load_checkpoint
+
+    output_dir = Path(output_dir)
+    checkpoint = load_checkpoint(model_dir, allow_pickle=allow_pickle)
+    model = checkpoint.model
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    fp32_path = output_dir / FP32_FILE
+    attention = getattr(model.config, "_attn_implementation", None)
+    if attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        # ONNX Runtime's optimizer fuses the classic attention pattern (and int8 quantizes the fused
+        # op); the exported scaled_dot_product_attention stays a chain of small ops.
+        try:
+            model.set_attn_implementation("eager")
+        except (ValueError, ImportError, NotImplementedError):
+            attention = None
+    wrapper = _LogitsOnly(model).eval()  # an export restores the wrapper's mode: it must be eval too
+    ids = torch.tensor([[checkpoint.tokenizer.cls_token_id or 0] + [5] * 6, [1] * 7], dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    axes = {0: "batch", 1: "sequence"}
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, (ids, mask), str(fp32_path), input_names=["input_ids", "attention_mask"],
+                              output_names=["logits"], opset_version=config.opset, dynamo=False,
+                              dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": axes})
+    except Exception as error:  # the exporter raises many kinds; the user needs one line
+        raise ExportError(f"torch.onnx.export failed for '{model_dir}': {type(error).__name__}: "
+                          f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}") from error
+    finally:
+        model.eval()
+        if attention not in (None, "eager"):
+            model.set_attn_implementation(attention)
+    _set_metadata(fp32_path, {"model_type": str(getattr(model.config, "model_type", "")), "producer": "tagtune"})
+    files = {"fp32": FP32_FILE}
+    if config.quantize == "int8":
+        _quantize_int8(fp32_path, output_dir / INT8_FILE, model, config.optimize)
+        files["int8"] = INT8_FILE
+    export_seconds = time.perf_counter() - started
+    _copy_companions(checkpoint, Path(model_dir), output_dir)
+    report: dict[str, Any] = {
+        "source": str(model_dir), "opset": config.opset, "optimized": config.optimize and config.quantize is not None,
+        "export_seconds": round(export_seconds, 2), "files": files,
+        "size_mb": {k: round((output_dir / f).stat().st_size / 2**20, 2) for k, f in files.items()},
+        "parity": parity_report(checkpoint, output_dir, files, list(check_texts or CHECK_TEXTS)),
+    }
+    atomic_write_json(output_dir / REPORT_FILE, report)
+    worst = report["parity"]["fp32"]["max_abs_logit_diff"]
+    if worst > FP32_TOLERANCE:
+        raise ExportError(f"the ONNX fp32 logits differ from PyTorch by up to {worst:.2e} (> {FP32_TOLERANCE}); "
+                          f"see {output_dir / REPORT_FILE}; try another --opset")
+    return report
+
+
+def _set_metadata(path: Path, values: dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in values.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+def _quantize_int8(fp32_path: Path, int8_path: Path, model: torch.nn.Module, optimize: bool) -> None:
+    """Dynamic int8 quantization (weights int8, activations quantized on the fly), after fusions."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = fp32_path
+    fused = fp32_path.with_name("model_fused.onnx")
+    model_type = getattr(model.config, "model_type", "")
+    if optimize and model_type in ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "camembert"):
+        try:
+            from onnxruntime.transformers.optimizer import optimize_model
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fused_model = optimize_model(str(fp32_path), model_type="bert",
+                                             num_heads=int(getattr(model.config, "num_attention_heads", 0) or 0),
+                                             hidden_size=int(getattr(model.config, "hidden_size", 0) or 0),
+                                             opt_level=1, only_onnxruntime=False)
+            fused_model.save_model_to_file(str(fused))
+            source = fused
+        except Exception as error:  # the optimizer is best effort: quantize the plain graph instead
+            logger.warning("ONNX Runtime's transformer optimizer failed (%s); quantizing the plain graph", error)
+    import onnx
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" hint on the root logger
+    try:
+        # Fused ops (com.microsoft domain) have no ONNX shape inference: tell the quantizer they are float.
+        # Matrix products only: quantized embeddings (QEmbedLayerNormalization) cost accuracy, save no time.
+        quantize_dynamic(str(source), str(int8_path), weight_type=QuantType.QInt8, per_channel=False,
+                         op_types_to_quantize=["MatMul", "Attention"],
+                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+    except Exception as error:
+        raise ExportError(f"int8 quantization failed: {type(error).__name__}: {error}") from error
+    finally:
+        root.setLevel(level)
+        fused.unlink(missing_ok=True)
+
+
+def _copy_companions(checkpoint: Checkpoint, model_dir: Path, output_dir: Path) -> None:
+    """Tokenizer, config.json and tagtune_config.json beside the ONNX files."""
+    checkpoint.tokenizer.save_pretrained(str(output_dir))
+    checkpoint.model.config.save_pretrained(str(output_dir))  # type: ignore[attr-defined]
+    from tagtune.crf import CRF_FILE
+
+    for name in (CONFIG_FILE, CRF_FILE):  # a CRF's transitions decode the exported emissions
+        if (model_dir / name).is_file():
+            shutil.copyfile(model_dir / name, output_dir / name)
+
+
+def parity_report(checkpoint: Checkpoint, output_dir: Path, files: dict[str, str], texts: list[str]) -> dict[str, Any]:
+    """Compare each ONNX file with the PyTorch model in fp32: raw logits, word tags and entities."""
+    from tagtune.inference import model_forward, pad_batch
+    from tagtune.predict import PredictConfig, Tagger, pretokenize
+
+    from tagtune.corpus import Example
+
+    config = PredictConfig(precision="fp32")
+    reference = Tagger(checkpoint, model_forward(checkpoint.model), config)
+    expected = list(reference.predict(texts))
+    aligner = checkpoint.aligner()
+    encoding = aligner.encode([Example(tuple(t[s:e] for s, e in pretokenize(t))) for t in texts], labelled=False)
+    ids, mask = pad_batch(encoding.input_ids, aligner.pad_id)
+    with torch.inference_mode():
+        torch_logits = model_forward(checkpoint.model)(ids, mask).float().numpy()
+    valid = mask.numpy().astype(bool)
+    report = {}
+    for kind, name in files.items():
+        backend = OnnxBackend(output_dir / name)
+        onnx_logits = backend(ids, mask).numpy()
+        got = list(Tagger(checkpoint, backend, config, backend="onnx", precision=backend.precision).predict(texts))
+        words = sum(len(p.tags) for p in expected)
+        same_tags = sum(a == b for p, q in zip(expected, got) for a, b in zip(p.tags, q.tags))
+        same_entities = sum(_entity_keys(p) == _entity_keys(q) for p, q in zip(expected, got))
+        report[kind] = {
+            "max_abs_logit_diff": float(np.abs(onnx_logits - torch_logits)[valid].max()) if valid.any() else 0.0,
+            "tag_agreement": round(same_tags / words, 6) if words else 1.0,
+            "texts_with_equal_entities": f"{same_entities}/{len(texts)}",
+        }
+    return report
+
+
+def _entity_keys(prediction) -> list[tuple[int, int, str]]:
+    return [(e.start, e.end, e.label) for e in prediction.entities]

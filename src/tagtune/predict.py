@@ -1,0 +1,436 @@
+"""From raw text (or words) to entities with character offsets, labels and scores: the :class:`Tagger`.
+
+Raw text is split into CoNLL-style words (:func:`pretokenize`), each with its ``(start, end)`` in the
+original string; the words go through the same alignment, windows, streaming forward pass and decoding
+as evaluation, and word spans become entities whose ``text`` is exactly ``original[start:end]``.
+
+Aggregation strategies follow ``transformers.pipeline("token-classification")``: ``first``, ``average``
+and ``max`` give every word one label from its sub-tokens; ``simple`` labels every sub-token on its own
+and groups neighbours as the pipeline does (entities may then start or end inside a word).
+
+>>> pretokenize("Merkel's U.S. visit (1,000 km).")
+[(0, 6), (6, 8), (9, 13), (14, 19), (20, 21), (21, 26), (27, 29), (29, 30), (30, 31)]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import regex
+
+from tagtune.checkpoint import Checkpoint
+from tagtune.corpus import Example
+from tagtune.errors import ConfigError, ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+Strategy = Literal["first", "average", "max", "simple"]
+STRATEGIES: tuple[str, ...] = ("first", "average", "max", "simple")
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
+Backend = Literal["auto", "torch", "onnx"]
+
+# A word: letters, digits and marks, with the joiners CoNLL-2003 keeps inside one token (hyphen,
+# ampersand, apostrophe except before a clitic), invisible format characters allowed inside (the
+# normalizer of most tokenizers drops them); ideographs stand alone, as BERT's tokenizer has them.
+_W = r"[\p{L}\p{N}\p{M}_--\p{Han}]"
+_CLITIC = r"(?:s|re|ve|ll|d|m|S|RE|VE|LL|D|M)"
+_TITLES = ("Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Corp|Ltd|Co|Bros|Gen|Gov|Sen|Rep|Lt|Col|Sgt|Capt|Mt|Ft|vs|etc|"
+           "Jan|Feb|Aug|Sep|Sept|Oct|Nov|Dec|No")
+_SYMBOL_TAIL = r"[\p{M}\uFE0E\uFE0F\U0001F3FB-\U0001F3FF]|\u200D[^\s\p{Cf}\p{Cc}]"
+_WORD = regex.compile(
+    rf"""
+    (?<![\p{{L}}\p{{N}}])(?:[\p{{L}}--\p{{Han}}]\.){{2,}}(?!{_W})       # U.S. e.g. (abbreviations)
+    | (?<![\p{{L}}\p{{N}}])(?:{_TITLES})\.(?!{_W})                    # Mr. Corp. (titles, companies)
+    | \p{{N}}+(?:[.,:/]\p{{N}}+)+(?!{_W})                             # 1,000 3.5 12:30 (numbers)
+    | ['’]{_CLITIC}(?!{_W})                                          # 's 're (clitics)
+    | \p{{Han}}
+    | {_W}(?:\p{{Cf}}*{_W})*(?:(?:[-&]|['’](?!{_CLITIC}(?!{_W})))\p{{Cf}}*{_W}(?:\p{{Cf}}*{_W})*)*
+    | [\U0001F1E6-\U0001F1FF]{{2}}                                    # flags
+    | [^\s\p{{Cf}}\p{{Cc}}\p{{Z}}](?:{_SYMBOL_TAIL})*                  # any other symbol, alone
+    """,
+    regex.VERBOSE | regex.V1,
+)
+
+
+def pretokenize(text: str) -> list[tuple[int, int]]:
+    """Character spans of the CoNLL-style words of ``text`` (whitespace and invisible characters between
+    words belong to no word; punctuation is split off; ``U.S.``, ``1,000``, ``German-born`` stay whole).
+
+    >>> text = "Paris\\u200b, \\tBerlin!  東京 😀"
+    >>> [text[s:e] for s, e in pretokenize(text)]
+    ['Paris', ',', 'Berlin', '!', '東', '京', '😀']
+    """
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+def word_spans(words: Sequence[str], delimiter: str = " ") -> tuple[str, list[tuple[int, int]]]:
+    """The text of pre-split ``words`` joined by ``delimiter`` (as the pipeline does) and their spans.
+
+    >>> word_spans(["EU", "rejects", "it"])
+    ('EU rejects it', [(0, 2), (3, 10), (11, 13)])
+    """
+    spans, position = [], 0
+    for word in words:
+        spans.append((position, position + len(word)))
+        position += len(word) + len(delimiter)
+    return delimiter.join(words), spans
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One entity in a text: ``text == original[start:end]``, ``score`` the mean label probability."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "label": self.label, "score": round(self.score, 6),
+                "text": self.text}
+
+
+@dataclass
+class Prediction:
+    """Everything predicted for one text: its words (character spans), one tag per word, entities."""
+
+    text: str
+    words: list[tuple[int, int]]
+    tags: list[str]
+    entities: list[Entity]
+
+    @property
+    def tokens(self) -> list[str]:
+        return [self.text[s:e] for s, e in self.words]
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """How a :class:`Tagger` predicts.
+
+    Attributes:
+        aggregation: ``first`` (default, as trained), ``average``, ``max`` or ``simple`` (pipeline-equal).
+        decoding: ``viterbi`` or ``argmax``; ``None``: the checkpoint's.
+        batch_size: Windows per forward pass; ``None``: the checkpoint's.
+        max_tokens: Bound on ``batch * longest window`` of a batch (memory with long documents).
+        chunk_words: Words read ahead and tagged together; bounds memory on streams, and the longer,
+            the better the length sorting.
+        precision: ``auto`` (bf16 where the CPU/GPU computes it natively), ``fp32``, ``bf16`` (autocast)
+            or ``int8`` (dynamic int8 linear layers, CPU); torch backend only, an ONNX file has its own.
+        max_length / stride: Window size and overlap in sub-tokens; ``None``: the checkpoint's.
+        threads: Intra-op threads of torch / ONNX Runtime; ``None``: their default (all cores). On a
+            shared machine, fewer threads than cores avoid threads waiting for each other.
+    """
+
+    aggregation: Strategy = "first"
+    decoding: Literal["viterbi", "argmax"] | None = None
+    batch_size: int | None = None
+    max_tokens: int | None = 16384
+    chunk_words: int = 50_000
+    precision: Precision = "auto"
+    max_length: int | None = None
+    stride: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in STRATEGIES:
+            raise ConfigError(f"--aggregation '{self.aggregation}' is not one of {', '.join(STRATEGIES)}")
+        if self.decoding not in (None, "viterbi", "argmax"):
+            raise ConfigError(f"--decoding '{self.decoding}' is not one of viterbi, argmax")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"--batch_size must be at least 1, got {self.batch_size}")
+
+
+@dataclass
+class _Doc:
+    text: str
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+class Tagger:
+    """Tags texts with one loaded model (torch or ONNX); made by :func:`load`.
+
+    ``tagger("Angela Merkel visited Paris.")`` returns a list of :class:`Entity`; a list of texts gives
+    one list per text. :meth:`predict` and :meth:`predict_words` stream :class:`Prediction` objects in
+    input order with bounded memory.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, forward, config: PredictConfig = PredictConfig(), *,
+                 backend: str = "torch", precision: str = "fp32", autocast_dtype=None, device: str = "cpu"):
+        self.checkpoint = checkpoint
+        self.forward = forward
+        self.config = config
+        self.backend = backend
+        self.precision = precision
+        self.autocast_dtype = autocast_dtype
+        self.device = device
+        self.labels = list(checkpoint.labels)
+        self.scheme = checkpoint.scheme
+        windows = {k: v for k, v in (("max_length", config.max_length), ("stride", config.stride)) if v is not None}
+        self.aligner = checkpoint.aligner(**windows)
+        self.decoder = checkpoint.decoder(config.decoding)  # a CRF model's transitions included
+        self.batch_size = config.batch_size or checkpoint.eval.batch_size
+
+    # ------------------------------------------------------------------ public API
+
+    def __call__(self, inputs: str | Sequence[str]) -> list[Entity] | list[list[Entity]]:
+        """Entities of one text, or one list of entities per text of a list."""
+        if isinstance(inputs, str):
+            return next(self.predict([inputs])).entities
+        return [p.entities for p in self.predict(list(inputs))]
+
+    def predict(self, texts: Iterable[str], *, progress: bool = False) -> Iterator[Prediction]:
+        """Tag raw texts (one document each, any length), yielding predictions in input order."""
+        docs = (_Doc(text, pretokenize(text)) for text in _check_texts(texts))
+        return self._stream(docs, _total(texts), progress)
+
+    def predict_words(self, sentences: Iterable[Sequence[str]], *, progress: bool = False) -> Iterator[Prediction]:
+        """Tag pre-split words; offsets refer to the words joined by single spaces (as the pipeline does)."""
+        docs = (_Doc(*word_spans(list(words))) for words in sentences)
+        return self._stream(docs, _total(sentences), progress)
+
+    def metadata(self) -> dict[str, Any]:
+        """What the tagger is: labels, scheme, backend, precision, settings (no filesystem paths)."""
+        config = getattr(getattr(self.checkpoint.model, "config", None), "model_type", None)
+        return {
+            "model": Path(self.checkpoint.path).name, "model_type": config or getattr(self.forward, "model_type", None),
+            "labels": self.labels, "scheme": self.scheme, "backend": self.backend, "precision": self.precision,
+            "aggregation": self.config.aggregation, "decoding": self.decoder.method,
+            "max_length": self.aligner.config.max_length, "stride": self.aligner.stride, "batch_size": self.batch_size,
+        }
+
+    # ------------------------------------------------------------------ streaming
+
+    def _stream(self, docs: Iterable[_Doc], total: int | None, progress: bool) -> Iterator[Prediction]:
+        from contextlib import nullcontext
+
+        from tagtune.progress import progress_bar
+
+        bar_context = progress_bar(total=total, desc="tagging", unit="doc") if progress else nullcontext(_NoBar())
+        with bar_context as bar:
+            chunk: list[_Doc] = []
+            words = 0
+            for doc in docs:
+                chunk.append(doc)
+                words += len(doc.spans)
+                if words >= self.config.chunk_words:
+                    yield from self._tag_chunk(chunk)
+                    bar.update(len(chunk))
+                    chunk, words = [], 0
+            if chunk:
+                yield from self._tag_chunk(chunk)
+                bar.update(len(chunk))
+
+    def _tag_chunk(self, docs: list[_Doc]) -> list[Prediction]:
+        from tagtune.inference import iter_word_scores
+
+        simple = self.config.aggregation == "simple"
+        examples = [Example(tuple(doc.text[s:e] for s, e in doc.spans)) for doc in docs]
+        encoding = self.aligner.encode(examples, labelled=False, subtokens=self.config.aggregation != "first")
+        results: list[Prediction | None] = [None] * len(docs)
+        for index, scores in iter_word_scores(
+            self.forward, encoding, len(self.labels), pad_id=self.aligner.pad_id, batch_size=self.batch_size,
+            max_tokens=self.config.max_tokens, device=self.device, autocast_dtype=self.autocast_dtype,
+            aggregation="none" if simple else self.config.aggregation,  # type: ignore[arg-type]
+        ):
+            doc = docs[index]
+            if simple:
+                results[index] = self._simple(doc, scores, encoding.token_words[index],  # type: ignore[index]
+                                              encoding.token_offsets[index])  # type: ignore[index]
+            else:
+                results[index] = self._by_word(doc, scores)
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ scores -> entities
+
+    def _by_word(self, doc: _Doc, scores: np.ndarray) -> Prediction:
+        from tagtune.labels import get_entities
+
+        ids = self.decoder.decode_ids(scores)
+        tags = [self.labels[i] for i in ids]
+        chosen = np.exp(scores[np.arange(len(ids)), ids]) if ids else np.zeros(0)
+        if self.scheme == "none":  # part-of-speech style tags: every word is its own span
+            spans = [(tag, w, w + 1) for w, tag in enumerate(tags) if tag != "O"]
+        else:
+            spans = [(s.type, s.start, s.end) for s in get_entities(tags)]
+        entities = []
+        for label, first, last in spans:
+            start, end = doc.spans[first][0], doc.spans[last - 1][1]
+            entities.append(Entity(start, end, label, float(chosen[first:last].mean()), doc.text[start:end]))
+        return Prediction(doc.text, doc.spans, tags, entities)
+
+    def _simple(self, doc: _Doc, scores: np.ndarray, token_words: np.ndarray, offsets: np.ndarray) -> Prediction:
+        """The pipeline's ``simple`` strategy: sub-token arg-max, neighbours of one type grouped unless ``B-``."""
+        ids = scores.argmax(axis=-1) if len(scores) else np.zeros(0, dtype=np.int64)
+        probs = np.exp(scores.max(axis=-1)) if len(scores) else np.zeros(0)
+        starts = np.asarray([s for s, _ in doc.spans], dtype=np.int64)
+        char_start = starts[token_words] + offsets[:, 0] if len(ids) else starts[:0]
+        char_end = starts[token_words] + offsets[:, 1] if len(ids) else starts[:0]
+        entities: list[Entity] = []
+        group: list[int] = []
+
+        def close() -> None:
+            label = self.labels[ids[group[0]]].split("-", 1)[-1]
+            if label != "O":
+                start, end = int(char_start[group[0]]), int(char_end[group[-1]])
+                score = float(np.mean(probs[group]))
+                entities.append(Entity(start, end, label, score, doc.text[start:end]))
+
+        for t in range(len(ids)):
+            bi, tag = _bi_tag(self.labels[ids[t]])
+            if group and (tag != _bi_tag(self.labels[ids[group[-1]]])[1] or bi == "B"):
+                close()
+                group = []
+            group.append(t)
+        if group:
+            close()
+        first_token = np.flatnonzero(np.r_[True, token_words[1:] != token_words[:-1]]) if len(ids) else []
+        tags = [self.labels[ids[t]] for t in first_token]
+        return Prediction(doc.text, doc.spans, tags, entities)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def _bi_tag(label: str) -> tuple[str, str]:
+    """The pipeline's reading of a label: ``("B", type)``, ``("I", type)``, or ``("I", label)``."""
+    if label.startswith(("B-", "I-")):
+        return label[0], label[2:]
+    return "I", label
+
+
+def _total(items: Iterable) -> int | None:
+    return len(items) if isinstance(items, Sequence) else None
+
+
+def _check_texts(texts: Iterable[str]) -> Iterator[str]:
+    if isinstance(texts, str):
+        raise ConfigError("predict() takes a list of texts; call the tagger on a single string instead")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ConfigError(f"text #{i} is a {type(text).__name__}, not a string")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # the tokenizer would fail with a TypeError
+            raise ConfigError(f"text #{i} is not valid Unicode (a lone surrogate at character {error.start})") from None
+        yield text
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def bf16_is_native(device: str = "cpu") -> bool:
+    """Whether ``device`` computes bf16 matrix products natively (AVX-512 BF16 / AMX, or a recent GPU)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+
+
+def resolve_backend(model_dir: Path, backend: Backend) -> tuple[str, Path]:
+    """Which backend to use for ``model_dir`` and where its files are (``model_dir/onnx`` for ONNX
+    exported next to the weights)."""
+    if backend not in ("auto", "torch", "onnx"):
+        raise ConfigError(f"--backend '{backend}' is not one of auto, torch, onnx")
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"model path '{model_dir}' does not exist or is not a directory")
+    has_onnx = any(model_dir.glob("*.onnx"))
+    if backend == "torch" or (backend == "auto" and not has_onnx):
+        return "torch", model_dir
+    if has_onnx:
+        return "onnx", model_dir
+    if any((model_dir / "onnx").glob("*.onnx")):
+        return "onnx", model_dir / "onnx"
+    raise ModelLoadError(f"'{model_dir}' holds no ONNX model; run: tagtune export {model_dir} --format onnx "
+                         "--quantize int8")
+
+
+def load(model_dir: str | Path, *, backend: Backend = "auto", config: PredictConfig | None = None,
+         device: str = "cpu", allow_pickle: bool = False, **options: Any) -> Tagger:
+    """Load a tagger from a model directory (tagtune or transformers) or an ONNX export.
+
+    Args:
+        model_dir: A fine-tuned model directory, or a folder written by ``tagtune export``.
+        backend: ``torch``, ``onnx`` (``model_dir`` or ``model_dir/onnx``), or ``auto`` (ONNX when the
+            folder holds only an ONNX model).
+        config: Prediction settings; ``options`` (``aggregation="max"``, ``precision="fp32"``...)
+            override its fields.
+        device: ``cpu`` or ``cuda[:n]`` for torch.
+        allow_pickle: Accept pickled weights (they can run code when loaded).
+
+    Raises:
+        ModelLoadError: Nothing loadable at ``model_dir``.
+        ConfigError: An unknown option or value.
+
+    Example::
+
+        tagger = tagtune.load("out/minilm-conll")
+        tagger("Angela Merkel visited Paris.")
+    """
+    unknown = sorted(set(options) - set(PredictConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; expected {', '.join(PredictConfig.__dataclass_fields__)}")
+    config = replace(config or PredictConfig(), **options)
+    kind, path = resolve_backend(Path(model_dir), backend)
+    if kind == "onnx":
+        from tagtune.export import load_onnx_checkpoint
+
+        checkpoint = load_onnx_checkpoint(path, threads=config.threads)
+        return Tagger(checkpoint, checkpoint.model, config, backend="onnx",
+                      precision=checkpoint.model.precision)  # type: ignore[attr-defined]
+    import torch
+
+    from tagtune.checkpoint import load_checkpoint
+    from tagtune.inference import model_forward
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    checkpoint = load_checkpoint(path, allow_pickle=allow_pickle, device=device)
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if bf16_is_native(device) else "fp32"
+    if precision == "int8":
+        checkpoint.model = quantize_int8(checkpoint.model, device)  # type: ignore[arg-type]
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    return Tagger(checkpoint, model_forward(checkpoint.model), config, backend="torch", precision=precision,
+                  autocast_dtype=dtype, device=device)
+
+
+def quantize_int8(model, device: str = "cpu"):
+    """The model with its linear layers quantized to int8 (dynamic: activations quantized per batch).
+
+    Raises:
+        ConfigError: Not on CPU, or this torch has no dynamic quantization any more.
+    """
+    import warnings
+
+    import torch
+
+    if not device.startswith("cpu"):
+        raise ConfigError(f"--precision int8 runs on CPU only (got --device {device}); use bf16 on a GPU")
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError:
+        raise ConfigError("this torch has no dynamic int8 quantization; use --backend onnx after "
+                          "tagtune export MODEL --format onnx --quantize int8") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices; the API still works here
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
