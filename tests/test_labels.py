@@ -382,7 +382,7 @@ def test_prepare_labels_strict_names_the_first_problem():
     with pytest.raises(LabelSchemeError) as info:
         prepare_labels(corpus, strict=True)
     assert str(info.value) == ("train.conll:412 word 4: invalid BIOES: 'I-LOC' after 'E-LOC'; "
-                               "pass --repair or fix the file")
+                               "fix the file, or drop --strict_labels to repair it")
 
 
 def test_prepare_labels_without_repair_keeps_tags_and_warns():

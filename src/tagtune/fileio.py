@@ -1,10 +1,13 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes: a reader sees the old file (or directory) or the new one, never half of one."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes owner-only files; give the result the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -28,3 +35,66 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented, key-sorted JSON, atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def fsync_tree(path: str | os.PathLike) -> None:
+    """Flush every file under ``path``, and the directories themselves, to disk."""
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            _fsync_path(os.path.join(root, name))
+        _fsync_path(root)
+
+
+def _fsync_path(path: str | os.PathLike) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync directories; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def publish_dir(staging: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move a completely written directory to ``final`` with a rename, so ``final`` is whole or absent.
+
+    An existing ``final`` (the same checkpoint saved again) is first renamed aside to ``.old-<name>``
+    and removed afterwards; a crash in between leaves no ``final`` and older copies intact.
+    """
+    staging, final = Path(staging), Path(final)
+    fsync_tree(staging)
+    if final.exists():
+        old = final.with_name(f".old-{final.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+    _fsync_path(final.parent)
+
+
+def publish_files(staging: str | os.PathLike, target: str | os.PathLike, last: Iterable[str]) -> None:
+    """Move every file of ``staging`` into ``target``, one rename each, the ``last`` ones (weights) last.
+
+    The old ``last`` files are removed first, so until the new ones arrive the directory holds no
+    weights and no loader reads new settings with old weights. ``staging`` is removed at the end.
+    """
+    staging, target = Path(staging), Path(target)
+    fsync_tree(staging)
+    target.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    is_last = [any(fnmatch.fnmatch(p.name, pattern) for pattern in last) for p in files]
+    for path, late in zip(files, is_last):
+        if late:
+            (target / path.relative_to(staging)).unlink(missing_ok=True)
+    _fsync_path(target)
+    for path, late in sorted(zip(files, is_last), key=lambda pair: pair[1]):
+        destination = target / path.relative_to(staging)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+    _fsync_path(target)
+    shutil.rmtree(staging, ignore_errors=True)

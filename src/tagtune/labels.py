@@ -509,7 +509,8 @@ def prepare_labels(
                 where = f"{_where(split, index, example)} word {position + 1}"
                 if strict:
                     raise LabelSchemeError(
-                        f"{where}: invalid {scheme}: {problem}; pass --repair or fix the file"
+                        f"{where}: invalid {scheme}: {problem}; fix the file, or drop --strict_labels to "
+                        "repair it"
                     )
                 if first is None:
                     first = f"{where}: {problem}"

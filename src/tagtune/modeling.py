@@ -13,8 +13,8 @@ from tagtune.errors import ConfigError, ModelLoadError
 logger = logging.getLogger(__name__)
 
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "tf_model.h5")
-_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(?:/[A-Za-z0-9][\w.-]{0,95})?")
 
 
 def check_weights(model_name_or_path: str, allow_pickle: bool) -> None:
@@ -26,12 +26,20 @@ def check_weights(model_name_or_path: str, allow_pickle: bool) -> None:
     path = Path(model_name_or_path)
     looks_local = path.exists() or model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1
     if not looks_local:
+        if not _HUB_NAME.fullmatch(model_name_or_path) or ".." in model_name_or_path:
+            raise ModelLoadError(
+                f"model '{model_name_or_path}' is neither a local directory nor a hub name (owner/name, letters, "
+                "digits, '-', '_', '.'); pass a model directory"
+            )
         return  # a hub name; transformers is told use_safetensors below
     if not path.is_dir():
         raise ModelLoadError(f"model path '{model_name_or_path}' does not exist or is not a directory")
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"model directory '{model_name_or_path}' has no config.json; is it a model directory?")
-    if any((path / name).is_file() for name in _SAFE_WEIGHTS):
+    if (path / "model.safetensors").is_file():
+        _check_safetensors(path / "model.safetensors")
+        return
+    if (path / "model.safetensors.index.json").is_file():
         return
     pickled = [name for name in _PICKLE_WEIGHTS if (path / name).is_file()]
     if pickled and not allow_pickle:
@@ -41,6 +49,23 @@ def check_weights(model_name_or_path: str, allow_pickle: bool) -> None:
         )
     if not pickled:
         raise ModelLoadError(f"model directory '{model_name_or_path}' has no weights (model.safetensors)")
+
+
+def _check_safetensors(path: Path) -> None:
+    """Read the header of a safetensors file: a truncated or corrupt file fails here, in one line.
+
+    Raises:
+        ModelLoadError: The header cannot be read or does not cover the file.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as error:  # SafetensorError is not an OSError; any failure means a bad file
+        text = " ".join(str(error).split()) or type(error).__name__
+        raise ModelLoadError(f"'{path}' is not a readable safetensors file ({text}); it may be truncated: "
+                             "save or download it again") from None
 
 
 def named_labels(config) -> list[str] | None:

@@ -8,8 +8,11 @@ scores sub-tokens, by a streaming word-level one.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +27,10 @@ from tagtune.corpus import Corpus, Example
 from tagtune.decode import Decoder
 from tagtune.errors import ConfigError, OutputDirError
 from tagtune.evaluate import EvalResult, evaluate_examples, write_predictions
-from tagtune.fileio import atomic_write_json, atomic_write_text
+from tagtune.fileio import atomic_write_json, atomic_write_text, publish_dir, publish_files
 from tagtune.inference import model_forward
 from tagtune.metrics import flatten_metrics
-from tagtune.modeling import load_token_classifier, resolve_labels
+from tagtune.modeling import check_weights, load_token_classifier, resolve_labels
 from tagtune.outputs import save_run_config, write_model_card
 from tagtune.progress import bars_enabled
 from tagtune.report import write_run_report
@@ -68,12 +71,33 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool) -> None:
         )
 
 
+_CHECKPOINT_NAME = re.compile(r"checkpoint-([0-9]+)")
+# Weights are written last: a directory holding none of these is not (yet) a model.
+WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json")
+
+
+def checkpoint_is_complete(path: Path) -> bool:
+    """Whether ``path`` is a whole ``checkpoint-N``: weights plus a trainer state that parses."""
+    if not (path.is_dir() and _CHECKPOINT_NAME.fullmatch(path.name)):
+        return False
+    if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
+        return False
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and "global_step" in state
+
+
 def last_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` directory (one with a trainer state), if any."""
+    """The newest complete ``checkpoint-N`` directory, if any.
+
+    Checkpoints are written into hidden ``.partial-checkpoint-N`` directories and renamed into place,
+    so a run killed while saving leaves no ``checkpoint-N``; a half one from another tool is skipped.
+    """
     if not output_dir.is_dir():
         return None
-    complete = [p for p in output_dir.glob("checkpoint-*")
-                if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    complete = [p for p in output_dir.iterdir() if checkpoint_is_complete(p)]
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
@@ -180,6 +204,32 @@ def _make_trainer_class():
             crf_model.load_weights(self.state.best_model_checkpoint)
             return None
 
+        def _save_checkpoint(self, model, trial) -> None:
+            # transformers writes checkpoint-N in place: a run killed mid-save leaves a half checkpoint
+            # that resuming trips on. Write it into a hidden sibling and rename it into place.
+            run_dir = Path(self._get_output_dir(trial=trial))
+            name = f"checkpoint-{self.state.global_step}"
+            staging = run_dir / f".partial-{name}"
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.accelerator.wait_for_everyone()
+            staging.mkdir(parents=True, exist_ok=True)
+            self._get_output_dir = lambda trial=None: str(staging)  # where super() puts checkpoint-N
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                del self._get_output_dir
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                best = self.state.best_model_checkpoint
+                if best and Path(best).parent == staging:
+                    self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+                    atomic_write_text(staging / name / "trainer_state.json", _state_json(self.state))
+                publish_dir(staging / name, run_dir / name)
+                shutil.rmtree(staging, ignore_errors=True)
+                _rotate_checkpoints(self, run_dir)
+            self.accelerator.wait_for_everyone()
+
         def get_train_dataloader(self):
             max_tokens = getattr(self.args, "max_tokens_per_batch", None)
             if not max_tokens:
@@ -283,12 +333,14 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
     output_dir = Path(training_args.output_dir)
     resume = training_args.resume_from_checkpoint
     check_output_dir(output_dir, getattr(training_args, "overwrite_output_dir", False), bool(resume))
+    check_weights(model_cfg.model_name_or_path, model_cfg.allow_pickle)  # before minutes of data reading
     set_seed(training_args.seed)
     if not bars_enabled():
         training_args.disable_tqdm = True  # the Trainer's bars follow tagtune's: off when quiet or not on a terminal
 
     data = prepare_data(data_cfg, strict=strict_labels)
     splits = data.corpus.splits
+    _check_splits(splits, training_args)  # before training, not after it
     tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_cfg.model_name_or_path,
                                trust_remote_code=model_cfg.trust_remote_code, revision=model_cfg.model_revision,
                                cache_dir=model_cfg.cache_dir, token=model_cfg.token)
@@ -337,16 +389,13 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
     if training_args.do_train:
         checkpoint = _resume_path(resume, output_dir)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model()  # safetensors, config with id2label holding the real names
-        tokenizer.save_pretrained(output_dir)
-        # The Trainer pickles its arguments; keep the output directory pickle-free, as JSON.
-        (output_dir / "training_args.bin").unlink(missing_ok=True)
-        atomic_write_text(output_dir / "training_args.json", training_args.to_json_string())
+        save_final_model(trainer, tokenizer, output_dir)
         train_metrics = dict(train_result.metrics)
         train_metrics["train_samples"] = len(splits["train"])
         train_metrics.update(collator.figures(train_metrics.get("train_runtime", 0.0)))
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
+        if training_args.should_save:  # the Trainer's save_metrics/save_state write in place: atomic here
+            atomic_write_json(output_dir / "train_results.json", train_metrics)
+            atomic_write_text(output_dir / "trainer_state.json", _state_json(trainer.state))
         results.update(train_metrics)
         save_run_config(output_dir, data_cfg, model_cfg, align_cfg, eval_cfg, labels, data.scheme)
 
@@ -383,6 +432,52 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
         if training_args.do_train:
             write_model_card(output_dir, model_cfg, data_cfg, labels, results, training_args)
     return results
+
+
+def _check_splits(splits: dict[str, list[Example]], training_args) -> None:
+    needed = {"do_train": ("train", "--train_file"), "do_eval": ("validation", "--validation_file"),
+              "do_predict": ("test", "--test_file")}
+    for flag, (split, file_flag) in needed.items():
+        if getattr(training_args, flag) and not splits.get(split):
+            raise ConfigError(f"--{flag} needs {file_flag} or --dataset_name with a {split} split")
+
+
+def save_final_model(trainer, tokenizer, output_dir: Path) -> None:
+    """Save the model, tokenizer and arguments into ``output_dir`` without ever half-writing it.
+
+    Everything is written into ``output_dir/.partial-model`` first and then renamed into place one file
+    at a time, weights last (old weights are removed first): a run killed meanwhile leaves either the
+    complete new model or a directory without weights, which every loader refuses, never new settings
+    with old weights. The output directory stays pickle-free (arguments as JSON).
+    """
+    staging = output_dir / ".partial-model"
+    if trainer.args.should_save:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))  # every process: sharded models gather here
+    if not trainer.args.should_save:
+        return
+    tokenizer.save_pretrained(staging)
+    (staging / "training_args.bin").unlink(missing_ok=True)
+    atomic_write_text(staging / "training_args.json", trainer.args.to_json_string())
+    publish_files(staging, output_dir, last=WEIGHT_FILES)
+
+
+def _state_json(state) -> str:
+    """``TrainerState.save_to_json``'s text, to be written atomically."""
+    import dataclasses
+
+    return json.dumps(dataclasses.asdict(state), indent=2, sort_keys=True) + "\n"
+
+
+def _rotate_checkpoints(trainer, run_dir: Path) -> None:
+    """Apply ``--save_total_limit`` in ``run_dir`` (transformers 5 has a function, 4.x a method)."""
+    try:
+        from transformers.trainer_utils import rotate_checkpoints
+    except ImportError:
+        trainer._rotate_checkpoints(use_mtime=False, output_dir=str(run_dir))
+        return
+    rotate_checkpoints(output_dir=str(run_dir), save_total_limit=trainer.args.save_total_limit,
+                       best_model_checkpoint=trainer.state.best_model_checkpoint, use_mtime=True)
 
 
 def _resume_path(resume: str | bool | None, output_dir: Path) -> str | None:

@@ -43,7 +43,7 @@ def run_guarded(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     setup_logging()
     try:
         return function(*args, **kwargs)
-    except (TagtuneError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
+    except (TagtuneError, OSError) as error:  # OSError: missing or unreadable paths, full disk, ...
         if verbose:
             raise
         typer.echo(f"error: {one_line(error)}", err=True)
@@ -75,6 +75,39 @@ def _register_verbs() -> None:
 _register_verbs()
 
 
+def invoke(args: list[str] | None = None) -> None:
+    """Run the ``tagtune`` app; a bad option or argument is a one-line :class:`ConfigError`.
+
+    click would print the usage block and a boxed message; tagtune's promise is one line, exit 2.
+    """
+    from tagtune.errors import ConfigError
+
+    click_errors = _click_exceptions()
+    try:
+        code = app(args=args, prog_name="tagtune", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as error:
+        typer.echo(error.format_message())
+        sys.exit(error.exit_code)
+    except click_errors.ClickException as error:
+        ctx = getattr(error, "ctx", None) if isinstance(error, click_errors.UsageError) else None
+        where, hint = (f"{ctx.command_path}: ", f"; see '{ctx.command_path} --help'") if ctx else ("", "")
+        raise ConfigError(f"{where}{error.format_message().rstrip('.')}{hint}") from None
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _click_exceptions():
+    """click's exception module as typer uses it (typer 0.2x carries its own copy of click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
 def main() -> None:
     """Console-script entry point."""
-    run_guarded(app)
+    run_guarded(invoke)

@@ -17,9 +17,11 @@ def register(app: typer.Typer) -> None:
         task_name: Annotated[str, typer.Option("--task_name", help="ner, pos or chunk.")] = "ner",
         label_names_file: Annotated[Path | None, typer.Option("--label_names_file", help="JSON naming integer ids.")] = None,
         decoding: Annotated[str | None, typer.Option("--decoding", help="viterbi or argmax (default: the model's).")] = None,
-        batch_size: Annotated[int, typer.Option("--batch_size", help="Windows per forward pass.")] = 32,
+        batch_size: Annotated[int, typer.Option("--batch_size", min=1, help="Windows per forward pass.")] = 32,
         entity_level: Annotated[bool, typer.Option("--return_entity_level_metrics", help="Metrics per entity type.")] = False,
         allow_pickle: Annotated[bool, typer.Option("--allow_pickle", help="Accept pickled weights (unsafe).")] = False,
+        strict_labels: Annotated[bool, typer.Option("--strict_labels", help="Refuse invalid IOB sequences instead of repairing them.")] = False,
+        overwrite_output_dir: Annotated[bool, typer.Option("--overwrite_output_dir", help="Replace earlier results in --output_dir.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks.")] = False,
     ) -> None:
@@ -41,8 +43,16 @@ def register(app: typer.Typer) -> None:
             fail(f"--decoding '{decoding}' is not one of viterbi, argmax")
         if task_name not in ("ner", "pos", "chunk"):
             fail(f"--task_name '{task_name}' is not one of ner, pos, chunk")
+        if output_dir is not None:
+            if output_dir.exists() and not output_dir.is_dir():
+                fail(f"--output_dir '{output_dir}' exists and is not a directory")
+            earlier = [name for name in ("eval_results.json", "predictions.txt") if (output_dir / name).exists()]
+            if earlier and not overwrite_output_dir:
+                fail(f"--output_dir '{output_dir}' already holds {' and '.join(earlier)}; pass --overwrite_output_dir "
+                     "to replace them")
         checkpoint = load_checkpoint(model, allow_pickle=allow_pickle)
-        prepared = prepare_data(DataConfig(test_file=data, task_name=task_name, label_names_file=label_names_file))  # type: ignore[arg-type]
+        prepared = prepare_data(DataConfig(test_file=data, task_name=task_name, label_names_file=label_names_file),  # type: ignore[arg-type]
+                                strict=strict_labels)
         examples = prepared.corpus.splits["test"]
         if any(e.tags is None for e in examples):
             fail(f"{data}: has no tag column to evaluate against; use tagtune predict for unlabelled data")
