@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "conll2003"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_accuracy import TAGTUNE_CONFIGS, score_decodings  # noqa: E402
-from bench_train import run_child  # noqa: E402
+from bench_accuracy import TAGTUNE_CONFIGS, score_decodings
+from bench_train import run_child
 
 SPLIT_FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
 SPACY_INIT = "spacy init config --lang en --pipeline ner --optimize efficiency (CPU, no vectors)"
@@ -261,8 +261,8 @@ def markdown(figures: dict) -> str:
                     f"{100 * t['test_f1']:.2f} | {100 * t['test_precision']:.2f} | {100 * t['test_recall']:.2f} | "
                     f"{t['predict_words_per_s']} |")
     if "tagtune_minus_spacy_test_f1_points" in figures:
-        rows += ["", f"tagtune ({figures['tagtune_best_by_validation']}) minus spaCy, test F1: "
-                     f"{figures['tagtune_minus_spacy_test_f1_points']:+.2f} points"]
+        rows += ["", (f"tagtune ({figures['tagtune_best_by_validation']}) minus spaCy, test F1: "
+                      f"{figures['tagtune_minus_spacy_test_f1_points']:+.2f} points")]
     return "\n".join(rows) + "\n"
 
 

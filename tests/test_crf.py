@@ -84,7 +84,7 @@ def test_constraints_lifted_only_where_the_gold_path_breaks_them() -> None:
     e = emissions[0].numpy().astype(np.float64)
     # Normaliser: every path whose pairs are valid IOB2, whatever its first label.
     valid = [p for p in itertools.product(range(len(IOB2)), repeat=3)
-             if all(crf.allowed[a, b] for a, b in zip(p, p[1:]))]
+             if all(crf.allowed[a, b] for a, b in itertools.pairwise(p))]
     expected = path_score(e, transitions, gold) - np.logaddexp.reduce([path_score(e, transitions, p) for p in valid])
     assert float(got[0].detach()) == pytest.approx(expected, abs=1e-4)
 
@@ -172,10 +172,10 @@ def test_crf_model_trains_saves_loads_and_predicts_valid_sequences(tiny_bert_dir
     from transformers import AutoModelForTokenClassification
 
     from tagtune.checkpoint import load_checkpoint
+    from tagtune.config import DataConfig
     from tagtune.evaluate import evaluate_examples
     from tagtune.inference import model_forward
     from tagtune.readers import read_file
-    from tagtune.config import DataConfig
 
     files = _toy_conll(tmp_path)
     out = tmp_path / "crf-model"

@@ -17,9 +17,9 @@ sys.path.insert(0, str(REPO / "tests"))
 def trained(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """One tiny model trained with --document_context on CoNLL files with -DOCSTART-, and its training batches."""
     import run_ner
-    from test_train import make_sentences, write_conll
 
     import tagtune.train
+    from test_train import make_sentences, write_conll
 
     root = tmp_path_factory.mktemp("context")
     files = {"train": write_conll(root / "train.txt", make_sentences(24, 0)),
@@ -111,9 +111,9 @@ def test_saved_config_has_the_context_and_prediction_uses_it(trained) -> None:
 
 def test_context_size_flag_is_saved_as_given(tiny_bert_dir: Path, tmp_path: Path) -> None:
     import run_ner
-    from test_train import make_sentences, write_conll
 
     from tagtune.checkpoint import load_checkpoint
+    from test_train import make_sentences, write_conll
 
     train = write_conll(tmp_path / "train.txt", make_sentences(8, 0))
     out = tmp_path / "model"

@@ -27,6 +27,7 @@ def test_learning_rate_factor_follows_the_clock() -> None:
 
 def test_training_stops_at_the_time_budget_with_decayed_learning_rate(tiny_bert_dir: Path, tmp_path: Path) -> None:
     import run_ner
+
     from test_train import make_sentences, write_conll
 
     train = write_conll(tmp_path / "train.txt", make_sentences(16, 0))
