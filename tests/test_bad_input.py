@@ -2,10 +2,11 @@
 
 Each case feeds one kind of malformed input (data files, label files, flags, model directories,
 output directories) to ``tagtune train``, ``tagtune evaluate``, ``tagtune predict``/``inspect``/
-``serve``/``export`` or ``examples/token-classification/run_ner.py``, exactly as the console scripts
-run them (``run_guarded``), and asserts the exit status, a single ``error:`` line holding the
-expected place and problem, and no traceback. Reader-level errors and the hypothesis fuzzing of every
-reader are in ``test_readers.py``; a few cases run in real subprocesses at the end.
+``serve``/``export`` or the example scripts (``run_ner.py``, ``run_ner_no_trainer.py``) through
+``run_guarded``, as the console scripts run them, and asserts the exit status, a single ``error:``
+line holding the expected place and problem, and no traceback. Reader-level errors and the
+hypothesis fuzzing of the file readers are in ``test_readers.py``; a few cases run in real
+subprocesses at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "token-classification"
@@ -52,8 +55,9 @@ class Env:
         return str(path)
 
     def train(self, data: str, *flags: str, model: Path | str | None = None) -> list[str]:
-        return ["train", "--model", str(model or self.tiny), "--train", data, "--output", str(self.root / "out"),
-                "--quiet", "--max_seq_length", "32", "--use_cpu", "true", *flags]
+        return ["train", "--model", str(model or self.tiny), "--train", data,
+                "--output", str(self.root / "out"), "--quiet", "--max_seq_length", "32", "--use_cpu", "true",
+                *flags]
 
     def good(self) -> str:
         return self.file("good.txt", GOOD)
@@ -114,10 +118,13 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("empty file", lambda e: e.train(e.file("empty.txt", "")), ["empty.txt: the file is empty"]),
     ("only blank lines", lambda e: e.train(e.file("blank.txt", "\n \n\t\n")), ["blank.txt: no sentences"]),
     ("byte order mark only", lambda e: e.train(e.file("bom.txt", "\ufeff\r\n")), ["bom.txt: no sentences"]),
-    ("only -DOCSTART-", lambda e: e.train(e.file("doc.txt", "-DOCSTART- -X- O\n\n")), ["doc.txt: no sentences"]),
-    ("binary file", lambda e: e.train(e.file("bin.dat", b"\x00\x01\x02abc")), ["bin.dat: looks like a binary file"]),
+    ("only -DOCSTART-", lambda e: e.train(e.file("doc.txt", "-DOCSTART- -X- O\n\n")),
+     ["doc.txt: no sentences"]),
+    ("binary file", lambda e: e.train(e.file("bin.dat", b"\x00\x01\x02abc")),
+     ["bin.dat: looks like a binary file"]),
     ("invalid UTF-8 (latin-1)",
-     lambda e: e.train(e.file("latin.txt", b"EU B-ORG\ncaf\xe9 O\n")), ["latin.txt:2: invalid UTF-8 byte 0xe9"]),
+     lambda e: e.train(e.file("latin.txt", b"EU B-ORG\ncaf\xe9 O\n")),
+     ["latin.txt:2: invalid UTF-8 byte 0xe9"]),
     ("invalid UTF-8 in JSON lines",
      lambda e: e.train(e.file("latin.jsonl", jsonl(OK).encode() + b'{"tokens": ["\xff"]}\n')),
      ["latin.jsonl:2: invalid UTF-8 byte 0xff"]),
@@ -200,7 +207,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      lambda e: e.train(e.file("c.csv", "tokens,ner_tags\n\"['EU', x]\",\"B-ORG O\"\n")),
      ["c.csv:2: cannot parse the list in column 'tokens'"]),
     # --- columns by name
-    ("missing --text_column_name column", lambda e: e.train(e.file("m.jsonl", jsonl(OK)), "--text_column_name", "words"),
+    ("missing --text_column_name column",
+     lambda e: e.train(e.file("m.jsonl", jsonl(OK)), "--text_column_name", "words"),
      ["m.jsonl:1: no text column 'words' (--text_column_name)"]),
     ("missing --label_column_name column",
      lambda e: e.train(e.file("n.jsonl", jsonl(OK)), "--label_column_name", "tags"),
@@ -210,7 +218,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["o.jsonl:1: no 'ner_tags' column for --task_name ner", "pass --label_column_name"]),
     # --- tags
     ("invalid IOB2 under --strict_labels",
-     lambda e: e.train(e.file("s.txt", "EU B-ORG\nrejects I-ORG\n\nx O\ny I-PER\n"), "--strict_labels", "true"),
+     lambda e: e.train(e.file("s.txt", "EU B-ORG\nrejects I-ORG\n\nx O\ny I-PER\n"),
+                       "--strict_labels", "true"),
      ["s.txt:4 word 2: invalid IOB2: 'I-PER' after 'O'", "drop --strict_labels"]),
     ("tags unknown to the model's head",
      lambda e: e.train(e.file("loc.txt", "Paris B-LOC\n"), model=e.named),
@@ -220,7 +229,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["--num_train_epochs", "invalid float value: 'abc'"]),
     ("friendly flag value not a number", lambda e: e.train(e.good(), "--epochs", "abc"),
      ["tagtune train: Invalid value for '--epochs'"]),
-    ("unknown flag", lambda e: e.train(e.good(), "--frobnicate", "3"), ["unknown flags ['--frobnicate', '3']"]),
+    ("unknown flag", lambda e: e.train(e.good(), "--frobnicate", "3"),
+     ["unknown flags ['--frobnicate', '3']"]),
     ("invalid choice", lambda e: e.train(e.good(), "--save_strategy", "sometimes"),
      ["--save_strategy", "invalid choice: 'sometimes'"]),
     ("invalid data format", lambda e: e.train(e.good(), "--data_format", "xml"), ["--data_format", "'xml'"]),
@@ -231,7 +241,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["--max_seq_length must be >= 1, got 0"]),
     ("negative learning rate", lambda e: e.train(e.good(), "--learning_rate", "-1"),
      ["--learning_rate must be >= 0, got -1.0"]),
-    ("NaN learning rate", lambda e: e.train(e.good(), "--learning_rate", "nan"), ["--learning_rate must be >= 0"]),
+    ("NaN learning rate", lambda e: e.train(e.good(), "--learning_rate", "nan"),
+     ["--learning_rate must be >= 0"]),
     ("stride not below the window", lambda e: e.train(e.good(), "--stride", "1000"),
      ["--stride 1000 must be smaller than --max_seq_length 32"]),
     ("negative sample limit", lambda e: e.train(e.good(), "--max_train_samples", "-1"),
@@ -251,7 +262,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      lambda e: e.train(e.good(), "--resume_from_checkpoint", str(e.root / "checkpoint-9")),
      ["checkpoint-9' is not a checkpoint directory"]),
     ("output directory is a file",
-     lambda e: e.train(e.good(), "--output_dir", e.file("outfile", "x")), ["outfile' exists and is not a directory"]),
+     lambda e: e.train(e.good(), "--output_dir", e.file("outfile", "x")),
+     ["outfile' exists and is not a directory"]),
     ("output directory not empty", _output_not_empty,
      ["already exists and is not empty; pass --overwrite_output_dir"]),
     ("evaluate output holding earlier results", _earlier_results,
@@ -294,12 +306,24 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
 RUN_NER_CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("run_ner: flag value not a number", lambda e: e.ner("--train_file", e.good(), "--num_train_epochs", "x"),
      ["--num_train_epochs", "invalid float value: 'x'"]),
-    ("run_ner: unknown flag", lambda e: e.ner("--train_file", e.good(), "--zzz"), ["unknown flags ['--zzz']"]),
+    ("run_ner: unknown flag", lambda e: e.ner("--train_file", e.good(), "--zzz"),
+     ["unknown flags ['--zzz']"]),
     ("run_ner: no data", lambda e: e.ner(), ["no data: pass --train_file"]),
-    ("run_ner: arguments file not JSON", lambda e: [e.file("args.json", "{bad")], ["args.json: Expecting property"]),
+    ("run_ner: arguments file not JSON", lambda e: [e.file("args.json", "{bad")],
+     ["args.json: Expecting property"]),
     ("run_ner: tokens and tags of different lengths",
      lambda e: e.ner("--train_file", e.file("b.jsonl", jsonl({"tokens": ["a", "b"], "ner_tags": ["O"]}))),
      ["b.jsonl:1: 2 words in 'tokens' but 1 tags"]),
+]
+
+# The same through examples/token-classification/run_ner_no_trainer.py (the accelerate engine).
+LOOP_CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
+    ("run_ner_no_trainer: flag value not a number",
+     lambda e: ["--model_name_or_path", str(e.tiny), "--train_file", e.good(), "--num_train_epochs", "x"],
+     ["--num_train_epochs", "invalid float value: 'x'"]),
+    ("run_ner_no_trainer: unknown flag",
+     lambda e: ["--model_name_or_path", str(e.tiny), "--train_file", e.good(), "--zzz", "1"],
+     ["unrecognized arguments: --zzz 1"]),
 ]
 
 # Other verbs, when present.
@@ -307,13 +331,16 @@ VERB_CASES: list[tuple[str, str, Callable[[Env], list[str]], list[str]]] = [
     ("predict: nonexistent input", "predict", lambda e: ["predict", str(e.named), str(e.root / "in.txt")],
      ["in.txt' does not exist or is not a file"]),
     ("predict: invalid JSON lines input", "predict",
-     lambda e: ["predict", str(e.named), e.file("in.jsonl", '{"text": "a"}\n{bad\n')], ["in.jsonl:2: not valid JSON"]),
-    ("predict: unknown output format", "predict", lambda e: ["predict", str(e.named), "--text", "hi", "-f", "xml"],
+     lambda e: ["predict", str(e.named), e.file("in.jsonl", '{"text": "a"}\n{bad\n')],
+     ["in.jsonl:2: not valid JSON"]),
+    ("predict: unknown output format", "predict",
+     lambda e: ["predict", str(e.named), "--text", "hi", "-f", "xml"],
      ["--output_format 'xml'"]),
     ("predict: pickled weights", "predict", lambda e: ["predict", str(e.pickled), "--text", "hi"],
      ["has only pickled weights"]),
     ("inspect: tokens and tags of different lengths", "inspect",
-     lambda e: ["inspect", e.file("b.jsonl", jsonl({"tokens": ["a", "b"], "ner_tags": ["O"]})), "--words_only"],
+     lambda e: ["inspect", e.file("b.jsonl", jsonl({"tokens": ["a", "b"], "ner_tags": ["O"]})),
+                "--words_only"],
      ["b.jsonl:1: 2 words in 'tokens' but 1 tags"]),
     ("serve: port out of range", "serve", lambda e: ["serve", str(e.named), "--port", "70000"],
      ["--port 70000 is not a TCP port"]),
@@ -406,8 +433,20 @@ def test_run_ner_bad_input(env: Env, build, expected: list[str], capsys: pytest.
     assert_one_error_line(run(run_ner.main, argv), capsys.readouterr(), expected)
 
 
+@pytest.mark.parametrize("build, expected", [c[1:] for c in LOOP_CASES], ids=[c[0] for c in LOOP_CASES])
+def test_run_ner_no_trainer_bad_input(env: Env, build, expected: list[str],
+                                      capsys: pytest.CaptureFixture) -> None:
+    from tagtune.loop import main
+
+    env.root.mkdir()
+    argv = build(env)
+    capsys.readouterr()
+    assert_one_error_line(run(main, argv), capsys.readouterr(), expected)
+
+
 @pytest.mark.parametrize("verb, build, expected", [c[1:] for c in VERB_CASES], ids=[c[0] for c in VERB_CASES])
-def test_other_verbs_bad_input(env: Env, verb: str, build, expected: list[str], capsys: pytest.CaptureFixture) -> None:
+def test_other_verbs_bad_input(env: Env, verb: str, build, expected: list[str],
+                               capsys: pytest.CaptureFixture) -> None:
     from tagtune.cli import invoke
 
     if importlib.util.find_spec(f"tagtune.cli.{verb}_cmd") is None:
@@ -419,7 +458,7 @@ def test_other_verbs_bad_input(env: Env, verb: str, build, expected: list[str], 
 
 
 def test_at_least_40_kinds() -> None:
-    ids = [c[0] for c in CASES + RUN_NER_CASES + VERB_CASES]
+    ids = [c[0] for c in CASES + RUN_NER_CASES + LOOP_CASES + VERB_CASES]
     assert len(set(ids)) == len(ids) >= 40
 
 
@@ -483,8 +522,10 @@ def test_invalid_iob_is_repaired_with_a_counted_warning(env: Env, capsys, caplog
     data = env.file("repair.txt", REPAIRABLE)
     assert run(invoke, ["evaluate", str(env.named), data, "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["eval_words"] == 9
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "repaired" in r.getMessage()]
-    assert warnings == [f"repaired 2 invalid IOB2 tags in 2 sentences (first: {data}:9 word 2: 'I-PER' after 'O')"]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and "repaired" in r.getMessage()]
+    assert warnings == [
+        f"repaired 2 invalid IOB2 tags in 2 sentences (first: {data}:9 word 2: 'I-PER' after 'O')"]
     code = run(invoke, ["evaluate", str(env.named), data, "--quiet", "--strict_labels"])
     assert_one_error_line(code, capsys.readouterr(), [f"{data}:9 word 2: invalid IOB2: 'I-PER' after 'O'"])
 
@@ -507,7 +548,8 @@ def test_sentence_of_100000_words_is_windowed_not_truncated(env: Env) -> None:
 
     env.root.mkdir()
     words = 100_000
-    data = env.file("long.txt", "".join("angela B-PER\n" if i % 10 == 0 else "visited O\n" for i in range(words)))
+    lines = ("angela B-PER\n" if i % 10 == 0 else "visited O\n" for i in range(words))
+    data = env.file("long.txt", "".join(lines))
     prepared = prepare_data(DataConfig(train_file=Path(data)))
     (example,) = prepared.corpus.splits["train"]
     assert len(example.tokens) == words
@@ -538,7 +580,8 @@ def test_real_processes_exit_2_with_one_line(env: Env) -> None:
                     "--max_seq_length must be >= 1, got -3"),
     }
     environ = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    running = {name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    running = {name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=environ)
                for name, (command, _) in commands.items()}
     for name, process in running.items():
         out, err = process.communicate(timeout=180)
@@ -546,3 +589,54 @@ def test_real_processes_exit_2_with_one_line(env: Env) -> None:
         assert "Traceback" not in out + err
         errors = [line for line in err.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and commands[name][1] in errors[0], (name, err)
+
+
+# ---------------------------------------------------------------- fuzzing what test_readers.py does not
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 9) | st.floats(allow_nan=True) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["tokens", "ner_tags", "tags", "id", "doc", "words"]), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(json_values, max_size=4), names=st.none() | st.lists(st.text(max_size=3), max_size=4))
+def test_fuzz_dataset_records(rows: list, names: list | None) -> None:
+    """``read_hf_dataset`` (hub data and in-memory records): reads the rows or raises TagtuneError."""
+    from tagtune.config import DataConfig
+    from tagtune.errors import TagtuneError
+    from tagtune.readers import read_hf_dataset
+
+    class Rows(list):
+        """Rows with a ``features`` mapping like a ``datasets.Dataset``: ``ner_tags`` named by ``names``."""
+
+    dataset = Rows(rows)
+    dataset.features = {"ner_tags": type("Seq", (), {"feature": type("Label", (), {"names": names})()})()}
+    try:
+        examples, _ = read_hf_dataset(dataset, DataConfig(dataset_name="fuzz"), "train")
+    except TagtuneError as error:
+        assert "\n" not in str(error)
+        return
+    assert all(isinstance(tag, str) for e in examples for tag in e.tags or ())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=80) | json_values.map(lambda value: json.dumps(value).encode()))
+def test_fuzz_label_names_file(tmp_path: Path, content: bytes) -> None:
+    """Any labels.json beside integer-id data: the ids are named, or one TagtuneError line."""
+    from tagtune.config import DataConfig
+    from tagtune.errors import TagtuneError
+    from tagtune.readers import read_file
+
+    (tmp_path / "labels.json").write_bytes(content)
+    data = tmp_path / "ids.jsonl"
+    data.write_text(jsonl({"tokens": ["a", "b"], "ner_tags": [0, 1]}))
+    try:
+        examples, names = read_file(data, DataConfig())
+    except TagtuneError as error:
+        assert "\n" not in str(error)
+        return
+    assert names is not None and examples[0].tags == (names[0], names[1])

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,12 +68,20 @@ run_guarded(run_ner.main, sys.argv[1:])
 '''
 
 
+STARTED: list[subprocess.Popen] = []
+
+
 @pytest.fixture()
-def run_dir(tmp_path: Path, tiny_bert_dir: Path) -> dict[str, Path]:
+def run_dir(tmp_path: Path, tiny_bert_dir: Path) -> Iterator[dict[str, Path]]:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    return {"driver": driver, "train": write_conll(tmp_path / "train.txt", make_sentences(24, 0)),
-            "out": tmp_path / "out", "model": tiny_bert_dir, "marker": tmp_path / "marker"}
+    yield {"driver": driver, "train": write_conll(tmp_path / "train.txt", make_sentences(24, 0)),
+           "out": tmp_path / "out", "model": tiny_bert_dir, "marker": tmp_path / "marker"}
+    for process in STARTED:  # a failed assertion must not leave a run sleeping in a save
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    STARTED.clear()
 
 
 def start(paths: dict[str, Path], hold: str = "", resume: bool = False) -> subprocess.Popen:
@@ -84,10 +93,13 @@ def start(paths: dict[str, Path], hold: str = "", resume: bool = False) -> subpr
              "--use_cpu", "true", "--disable_tqdm", "true", "--seed", "3"]
     if resume:
         flags += ["--resume_from_checkpoint", "latest"]
-    env = {**os.environ, "EXAMPLES": str(REPO / "examples" / "token-classification"), "MARKER": str(paths["marker"]),
-           "TAGTUNE_TEST_HOLD": hold, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, str(paths["driver"]), *flags], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "EXAMPLES": str(REPO / "examples" / "token-classification"),
+           "MARKER": str(paths["marker"]), "TAGTUNE_TEST_HOLD": hold, "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen([sys.executable, str(paths["driver"]), *flags], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    STARTED.append(process)
+    return process
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:

@@ -1,7 +1,7 @@
 """The line-based readers stream: reading a large file costs memory for one sentence, not for the file.
 
 Each reader runs in a fresh subprocess over a generated file and reports the growth of its peak
-resident memory (``ru_maxrss``) while iterating. The JSON-array reader, which must parse the whole
+resident memory (``VmHWM``) while iterating. The JSON-array reader, which must parse the whole
 document, is the control: its growth exceeds its file's size, so the measurement can see a whole-file
 load. A 1 GB CoNLL file was measured by hand the same way (benchmarks/RESULTS.md, "Reliability").
 """
@@ -20,6 +20,19 @@ MB = 1 << 20
 MEASURE = r'''
 import json, resource, sys
 from pathlib import Path
+
+
+def peak_mb():
+    # VmHWM is the peak of this process's own memory; ru_maxrss would also count the parent's
+    # resident memory at fork time, which hides everything when the parent (pytest) is larger.
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 from tagtune.config import DataConfig
 from tagtune.readers_columns import read_conll, read_conllu
 from tagtune.readers_records import RecordConverter, read_csv, read_json, read_jsonl
@@ -30,13 +43,12 @@ conv = RecordConverter(cfg, lambda column: (["O", "B-PER"], "test"), cells_are_t
 stream = {"conll": lambda: read_conll(path, cfg), "conllu": lambda: read_conllu(path, cfg),
           "jsonl": lambda: read_jsonl(path, conv), "csv": lambda: read_csv(path, conv),
           "json": lambda: read_json(path, conv)}[fmt]()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_mb()
 examples = words = 0
 for example in stream:
     examples += 1
     words += len(example.tokens)
-growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-print(json.dumps({"examples": examples, "words": words, "growth_mb": growth / 1024}))
+print(json.dumps({"examples": examples, "words": words, "growth_mb": peak_mb() - before}))
 '''
 
 SENTENCE = 15  # words per generated sentence
@@ -52,8 +64,8 @@ def _write_repeated(path: Path, block: str, size: int) -> int:
 
 
 def _conll_block(n: int) -> str:
-    return "".join("".join(f"w{i}x{j} NNP B-NP {'B-PER' if j == 0 else 'O'}\n" for j in range(SENTENCE)) + "\n"
-                   for i in range(n))
+    return "".join("".join(f"w{i}x{j} NNP B-NP {'B-PER' if j == 0 else 'O'}\n" for j in range(SENTENCE))
+                   + "\n" for i in range(n))
 
 
 def _conllu_block(n: int) -> str:
@@ -62,7 +74,8 @@ def _conllu_block(n: int) -> str:
 
 
 def _record(i: int) -> dict:
-    return {"id": str(i), "tokens": [f"w{i}x{j}" for j in range(SENTENCE)], "ner_tags": ["B-PER"] + ["O"] * (SENTENCE - 1)}
+    return {"id": str(i), "tokens": [f"w{i}x{j}" for j in range(SENTENCE)],
+            "ner_tags": ["B-PER"] + ["O"] * (SENTENCE - 1)}
 
 
 def _jsonl_block(n: int) -> str:
@@ -75,7 +88,7 @@ def _csv_block(n: int) -> str:
 
 def _measure(path: Path, fmt: str) -> dict:
     done = subprocess.run([sys.executable, "-c", MEASURE, str(path), fmt], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 

@@ -70,8 +70,15 @@ class LoopConfig:
         return steps, math.ceil(steps / per_epoch)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints the whole usage block and exits; tagtune's promise is one line, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{message}; see --help for the flags")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         description="Fine-tune a token classification model (NER, POS, chunking) with a plain Accelerate loop.")
     add = parser.add_argument
     # Upstream flags, in upstream's order and with its defaults.

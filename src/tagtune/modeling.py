@@ -28,8 +28,8 @@ def check_weights(model_name_or_path: str, allow_pickle: bool) -> None:
     if not looks_local:
         if not _HUB_NAME.fullmatch(model_name_or_path) or ".." in model_name_or_path:
             raise ModelLoadError(
-                f"model '{model_name_or_path}' is neither a local directory nor a hub name (owner/name, letters, "
-                "digits, '-', '_', '.'); pass a model directory"
+                f"model '{model_name_or_path}' is neither a local directory nor a hub name (owner/name, "
+                "letters, digits, '-', '_', '.'); pass a model directory"
             )
         return  # a hub name; transformers is told use_safetensors below
     if not path.is_dir():
@@ -57,12 +57,12 @@ def _check_safetensors(path: Path) -> None:
     Raises:
         ModelLoadError: The header cannot be read or does not cover the file.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
             handle.keys()
-    except Exception as error:  # SafetensorError is not an OSError; any failure means a bad file
+    except (SafetensorError, OSError, ValueError) as error:  # SafetensorError is not an OSError
         text = " ".join(str(error).split()) or type(error).__name__
         raise ModelLoadError(f"'{path}' is not a readable safetensors file ({text}); it may be truncated: "
                              "save or download it again") from None
