@@ -9,6 +9,7 @@ and peak RSS.
 
     python benchmarks/bench_train.py --out benchmarks/out/train           # upstream + tagtune (JSON)
     python benchmarks/bench_train.py --also-conll-txt                      # + tagtune on the .txt files
+    python benchmarks/bench_train.py --also-bf16                           # + tagtune with bf16 autocast
     python benchmarks/bench_train.py --max_train_samples 200 --skip-upstream   # quick smoke run
 """
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--skip-upstream", action="store_true")
     parser.add_argument("--also-conll-txt", action="store_true", help="also train tagtune on the CoNLL .txt files")
+    parser.add_argument("--also-bf16", action="store_true", help="also train tagtune with --bf16 (CPU autocast)")
     parser.add_argument("--tagtune-flags", default="", help="extra flags for tagtune's run_ner.py")
     args = parser.parse_args(argv)
     if not (DATA / "json" / "train.json").is_file():
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
                       *args.tagtune_flags.split()]
     runs["tagtune"] = [*tagtune_common, "--train_file", str(DATA / "json/train.json"),
                        "--test_file", str(DATA / "json/test.json"), "--output_dir", str(args.out / "tagtune")]
+    if args.also_bf16:
+        runs["tagtune_bf16"] = [*tagtune_common, "--bf16", "true", "--train_file", str(DATA / "json/train.json"),
+                                "--test_file", str(DATA / "json/test.json"), "--output_dir", str(args.out / "tagtune_bf16")]
     if args.also_conll_txt:
         runs["tagtune_conll_txt"] = [*tagtune_common, "--train_file", str(DATA / "train.txt"),
                                      "--test_file", str(DATA / "test.txt"), "--output_dir", str(args.out / "tagtune_txt")]
@@ -117,7 +122,7 @@ def _read_results(name: str, out: Path) -> dict:
                 "train_runtime_s": raw["train_runtime_s"], "train_padding_fraction": raw["train_padding_fraction"],
                 "train_real_tokens": raw["train_real_tokens"], "test_words_scored": raw["test_words"] - raw["test_truncated_words"],
                 "test_truncated_words": raw["test_truncated_words"]}
-    directory = {"tagtune": "tagtune", "tagtune_conll_txt": "tagtune_txt"}[name]
+    directory = {"tagtune": "tagtune", "tagtune_conll_txt": "tagtune_txt", "tagtune_bf16": "tagtune_bf16"}[name]
     raw = json.loads((out / directory / "all_results.json").read_text())
     lines = (out / directory / "predictions.txt").read_text().split("\n")
     return {"test_f1": raw["predict_f1"], "train_runtime_s": raw["train_runtime"],
@@ -139,6 +144,10 @@ def _derive(figures: dict, model: str) -> None:
         figures["ratio_train_time_tagtune_over_upstream"] = round(tt["train_runtime_s"] / up["train_runtime_s"], 3)
         figures["ratio_mfu_tagtune_over_upstream"] = round(tt["mfu_real_tokens"] / up["mfu_real_tokens"], 3)
         figures["f1_difference_points"] = round(100 * (tt["test_f1"] - up["test_f1"]), 2)
+        if "tagtune_bf16" in figures:
+            bf = figures["tagtune_bf16"]
+            figures["ratio_train_time_bf16_over_upstream"] = round(bf["train_runtime_s"] / up["train_runtime_s"], 3)
+            figures["f1_difference_bf16_points"] = round(100 * (bf["test_f1"] - up["test_f1"]), 2)
 
 
 if __name__ == "__main__":
