@@ -6,8 +6,8 @@ excluded):
 
 - ``pipeline_bs1`` / ``pipeline_bs32``: ``transformers.pipeline("token-classification",
   aggregation_strategy="simple")`` called on the list of texts with ``batch_size`` 1 and 32;
-- ``tagtune``: ``tagtune.load(model)`` defaults (bf16 where the CPU has native bf16, else fp32);
-- ``tagtune_fp32``: the same with ``precision="fp32"``;
+- ``tagtune``: ``tagtune.load(model)`` defaults (``precision="auto"``: int8 on CPUs with VNNI);
+- ``tagtune_fp32``: the same with ``precision="fp32"`` (``tagtune_int8``: ``precision="int8"``, optional);
 - ``tagtune_onnx_int8``: the ONNX export with dynamic int8 quantization (``tagtune export --quantize int8``).
 
 Timed runs of the variants are interleaved (round robin) so that a load change on a shared machine
@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", default="pipeline_bs1,pipeline_bs32,tagtune,tagtune_fp32,tagtune_onnx_int8")
     parser.add_argument("--onnx_dir", type=Path, default=None, help="existing export (default: export to a temp dir)")
     parser.add_argument("--skip_f1", action="store_true", help="speed only")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every variant (default: torch's)")
     parser.add_argument("--output", type=Path, default=None, help="write the figures here as JSON")
     return parser.parse_args(argv)
 
@@ -108,7 +109,8 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
-def build_variants(names: list[str], model_dir: Path, onnx_dir: Path | None) -> dict[str, Callable[[list[str]], Any]]:
+def build_variants(names: list[str], model_dir: Path, onnx_dir: Path | None,
+                   threads: int | None = None) -> dict[str, Callable[[list[str]], Any]]:
     """Name -> function tagging a list of texts end to end (models loaded once, here)."""
     import tagtune
 
@@ -127,9 +129,12 @@ def build_variants(names: list[str], model_dir: Path, onnx_dir: Path | None) -> 
     if "tagtune_fp32" in names:
         fp32 = tagtune.load(model_dir, precision="fp32")
         runners["tagtune_fp32"] = lambda texts: list(fp32.predict(texts))
+    if "tagtune_int8" in names:
+        int8_torch = tagtune.load(model_dir, precision="int8")
+        runners["tagtune_int8"] = lambda texts: list(int8_torch.predict(texts))
     if "tagtune_onnx_int8" in names:
         assert onnx_dir is not None
-        int8 = tagtune.load(onnx_dir, backend="onnx")
+        int8 = tagtune.load(onnx_dir, backend="onnx", threads=threads)
         assert int8.precision == "int8", int8.precision
         runners["tagtune_onnx_int8"] = lambda texts: list(int8.predict(texts))
     return runners
@@ -168,6 +173,8 @@ def f1_scores(model_dir: Path, onnx_dir: Path | None, examples: list[Any], names
     variants = {"tagtune_fp32": lambda: tagtune.load(model_dir, precision="fp32")}
     if "tagtune" in names:
         variants["tagtune"] = lambda: tagtune.load(model_dir)
+    if "tagtune_int8" in names:
+        variants["tagtune_int8"] = lambda: tagtune.load(model_dir, precision="int8")
     if "tagtune_onnx_int8" in names and onnx_dir is not None:
         variants["tagtune_onnx_int8"] = lambda: tagtune.load(onnx_dir, backend="onnx")
     results: dict[str, Any] = {}
@@ -212,9 +219,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         timed = examples[: args.sentences]
         texts = [" ".join(e.tokens) for e in timed]
         words = sum(len(e.tokens) for e in timed)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         info = cpu_info()
         logger.info("%d sentences, %d words; %s", len(texts), words, info)
-        runners = build_variants(names, model_dir, onnx_dir)
+        runners = build_variants(names, model_dir, onnx_dir, args.threads)
         speed = time_variants(runners, texts, words, args.repeats)
         report: dict[str, Any] = {
             "model": str(args.model), "data": str(args.data), "sentences": len(texts), "words": words,

@@ -252,3 +252,31 @@ def test_cli_predict_formats(tiny_ner_dir, tmp_path) -> None:
     assert set(json.loads(result.stdout)) == {"text", "ents"}
     result = runner.invoke(app, ["predict", str(tiny_ner_dir), str(tmp_path / "nope.txt")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_input_is_read_lazily_one_chunk_at_a_time(tiny_ner_dir) -> None:
+    consumed = 0
+
+    def texts():
+        nonlocal consumed
+        for i in range(10_000):
+            consumed += 1
+            yield f"paris {i}"
+
+    tagger = tagtune.load(tiny_ner_dir, precision="fp32", chunk_words=100)
+    stream = tagger.predict(texts())
+    first = next(stream)
+    assert first.text == "paris 0"
+    assert consumed == 50  # one chunk of 100 words, not the whole input
+
+
+def test_int8_and_auto_precision(tiny_ner_dir) -> None:
+    from tagtune.predict import auto_precision
+
+    assert auto_precision("cpu") in ("int8", "fp32")
+    int8 = tagtune.load(tiny_ner_dir, precision="int8")
+    assert int8.precision == "int8" and int8.metadata()["precision"] == "int8"
+    fp32 = [p.tags for p in tagtune.load(tiny_ner_dir, precision="fp32").predict(TRICKY_TEXTS)]
+    tags = [p.tags for p in int8.predict(TRICKY_TEXTS)]
+    same = sum(a == b for s, t in zip(fp32, tags) for a, b in zip(s, t))
+    assert same / sum(len(s) for s in fp32) > 0.9

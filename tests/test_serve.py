@@ -187,3 +187,21 @@ def test_real_uvicorn_process_on_loopback(tiny_ner_dir, tagger) -> None:
             process.kill()
             raise
     assert process.returncode == 0, output
+
+
+def test_stop_finishes_requests_already_accepted() -> None:
+    def slow(texts: list[str]) -> list[str]:
+        time.sleep(0.05)
+        return texts
+
+    async def main():
+        batcher = MicroBatcher(slow, max_texts=2)
+        await batcher.start()
+        pending = [asyncio.create_task(batcher.submit([f"t{i}"])) for i in range(6)]
+        await asyncio.sleep(0)  # the requests are queued
+        await batcher.stop()
+        return [task.result() for task in pending], batcher.batches
+
+    results, batches = asyncio.run(main())
+    assert results == [[f"t{i}"] for i in range(6)]
+    assert batches >= 3  # at most 2 texts a batch

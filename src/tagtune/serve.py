@@ -6,7 +6,8 @@
 time are tagged together in one batch (:class:`MicroBatcher`), on one worker thread, so the event loop
 stays free. Limits on body size, number of texts and characters per text are answered with 413, bad
 requests with 422, a missing or wrong API key with 401, always as ``{"error": {"status", "message"}}``.
-Requests carry text only: no paths, no options that touch files.
+Requests carry text only: no paths, no options that touch files. ``GET /`` is a page to try the
+model (``static/``: plain HTML, CSS and JavaScript, every asset served here).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,6 +38,14 @@ logger = logging.getLogger(__name__)
 API_KEY_HEADER = "X-API-Key"
 API_KEY_ENV = "TAGTUNE_API_KEY"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+STATIC_DIR = Path(__file__).with_name("static")
+# The page loads nothing from elsewhere and runs no inline code; the JSON download is a blob: link.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,10 @@ class MicroBatcher:
         if self._queue is not None and self._task is not None:
             await self._queue.put(None)
             await self._task
+            while not self._queue.empty():  # came after the stop: refuse rather than leave waiting
+                job = self._queue.get_nowait()
+                if job is not None and not job.future.done():
+                    job.future.set_exception(RuntimeError("the service is shutting down"))
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
@@ -304,6 +319,12 @@ def create_app(tagger, config: ServeConfig = ServeConfig()):
         results = await batcher.submit(texts) if texts else []
         return results[0] if request.text is not None else {"results": results}
 
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The page to try the model: type a text, see its entities (no API key needed for the page)."""
+        return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 
@@ -326,7 +347,7 @@ def serve(tagger, config: ServeConfig = ServeConfig(), log_level: str = "info") 
     if config.host not in _LOOPBACK:
         logger.warning("binding %s: the service is reachable from other machines%s", config.host,
                        "" if config.api_key else " and has no API key (set %s)" % API_KEY_ENV)
-    logger.info("serving %s on http://%s:%d (docs at /docs); limits %s", tagger.metadata().get("model"),
+    logger.info("serving %s on http://%s:%d (page at /, docs at /docs); limits %s", tagger.metadata().get("model"),
                 config.host, config.port, config.limits())
     uvicorn.run(create_app(tagger, config), host=config.host, port=config.port, log_level=log_level,
                 timeout_graceful_shutdown=int(config.graceful_seconds), access_log=False,

@@ -22,10 +22,11 @@ def register(app: typer.Typer) -> None:
                                                   "document), jsonl, json, conll, conllu.")] = "auto",
         text_field: Annotated[str, typer.Option("--text_field", help="Field holding the text in JSON records.")] = "text",
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")] = None,
-        output_format: Annotated[str, typer.Option("--output_format", "-f", help="jsonl, conll or spacy.")] = "jsonl",
+        output_format: Annotated[str, typer.Option("--output_format", "--format", "-f",
+                                                   help="jsonl, conll, spacy or html (one self-contained page).")] = "jsonl",
         aggregation: Annotated[str, typer.Option("--aggregation", help="first, average, max or simple.")] = "first",
         backend: Annotated[str, typer.Option("--backend", help="auto, torch or onnx.")] = "auto",
-        precision: Annotated[str, typer.Option("--precision", help="auto (bf16 where native), fp32, bf16 or int8 (torch).")] = "auto",
+        precision: Annotated[str, typer.Option("--precision", help="auto (int8 on CPUs with VNNI, bf16 on GPUs), fp32, bf16 or int8 (torch).")] = "auto",
         decoding: Annotated[str | None, typer.Option("--decoding", help="viterbi or argmax (default: the model's).")] = None,
         batch_size: Annotated[int | None, typer.Option("--batch_size", help="Windows per forward pass.")] = None,
         threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all cores).")] = None,
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
         tagger = load(model, backend=backend, device=device, allow_pickle=allow_pickle,  # type: ignore[arg-type]
                       aggregation=aggregation, precision=precision, decoding=decoding, batch_size=batch_size, threads=threads)
         pairs = _predict_all(tagger, sources, text or [], text_field, task_name, progress=not quiet)
-        count = _write(pairs, output, output_format)
+        count = _write(pairs, output, output_format, tagger.metadata())
         typer.echo(f"tagged {count} documents with {tagger.backend} ({tagger.precision})"
                    + (f" -> {output}" if output else ""), err=True)
 
@@ -96,19 +97,19 @@ def _paired(tagger, documents: Iterable, *, words: bool, progress: bool) -> Iter
         yield prediction, pending.popleft()
 
 
-def _write(pairs: Iterator, output: Path | None, fmt: str) -> int:
+def _write(pairs: Iterator, output: Path | None, fmt: str, metadata: dict | None = None) -> int:
     import os
     import tempfile
 
     from tagtune.predict_io import write_predictions
 
     if output is None or str(output) == "-":
-        return write_predictions(pairs, sys.stdout, fmt)  # type: ignore[arg-type]
+        return write_predictions(pairs, sys.stdout, fmt, metadata)  # type: ignore[arg-type]
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            count = write_predictions(pairs, handle, fmt)  # type: ignore[arg-type]
+            count = write_predictions(pairs, handle, fmt, metadata)  # type: ignore[arg-type]
         os.replace(tmp, output)  # readers see the old file or the complete new one
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default).")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
         backend: Annotated[str, typer.Option("--backend", help="auto, torch or onnx.")] = "auto",
-        precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or int8 (torch).")] = "auto",
+        precision: Annotated[str, typer.Option("--precision", help="auto (int8 on CPUs with VNNI, bf16 on GPUs), fp32, bf16 or int8 (torch).")] = "auto",
         aggregation: Annotated[str, typer.Option("--aggregation", help="first, average, max or simple.")] = "first",
         batch_size: Annotated[int | None, typer.Option("--batch_size", help="Windows per forward pass.")] = None,
         threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all cores).")] = None,
