@@ -1,5 +1,5 @@
 """Inputs and outputs of ``tagtune predict``: documents streamed from files, predictions written as
-JSON lines, CoNLL columns or spaCy-style ``{"text", "ents"}`` records.
+JSON lines, CoNLL columns, spaCy-style ``{"text", "ents"}`` records or one HTML page (:mod:`tagtune.render`).
 
 Input kinds: raw text (``lines``: one document per line; ``text``: a whole file is one document;
 ``jsonl`` with a ``text`` field) and pre-split words (CoNLL / CoNLL-U column files, JSON / JSON lines
@@ -20,8 +20,8 @@ from tagtune.predict import Prediction
 
 InputFormat = Literal["auto", "lines", "text", "jsonl", "conll", "conllu", "json"]
 INPUT_FORMATS: tuple[str, ...] = ("auto", "lines", "text", "jsonl", "conll", "conllu", "json")
-OutputFormat = Literal["jsonl", "conll", "spacy"]
-OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "conll", "spacy")
+OutputFormat = Literal["jsonl", "conll", "spacy", "html"]
+OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "conll", "spacy", "html")
 _WORD_FORMATS = ("conll", "conllu", "json", "tokens-jsonl")
 
 
@@ -179,6 +179,8 @@ def format_prediction(prediction: Prediction, document: Document, fmt: OutputFor
         record = {"text": prediction.text, "entities": [e.as_dict() for e in prediction.entities]}
         if document.words is not None:
             record["tokens"], record["tags"] = list(prediction.tokens), prediction.tags
+    elif fmt == "html":
+        raise ConfigError("--output_format html is one page for all documents: use write_predictions")
     else:
         raise ConfigError(f"--output_format '{fmt}' is not one of {', '.join(OUTPUT_FORMATS)}")
     if document.id is not None:
@@ -186,8 +188,19 @@ def format_prediction(prediction: Prediction, document: Document, fmt: OutputFor
     return json.dumps(record, ensure_ascii=False) + "\n"
 
 
-def write_predictions(predictions: Iterator[tuple[Prediction, Document]], out: TextIO, fmt: OutputFormat) -> int:
-    """Write every prediction as it comes; returns the number of documents."""
+def write_predictions(predictions: Iterator[tuple[Prediction, Document]], out: TextIO, fmt: OutputFormat,
+                      metadata: dict[str, Any] | None = None) -> int:
+    """Write every prediction as it comes; returns the number of documents.
+
+    ``html`` writes one self-contained page; ``metadata`` (:meth:`Tagger.metadata`) gives its legend
+    (the model's labels) and description.
+    """
+    if fmt == "html":
+        from tagtune.render import write_html
+
+        meta = metadata or {}
+        triples = ((p.text, p.entities, d.id) for p, d in predictions)
+        return write_html(triples, out, labels=meta.get("labels", ()), metadata=meta)
     count = 0
     for prediction, document in predictions:
         out.write(format_prediction(prediction, document, fmt))
