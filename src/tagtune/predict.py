@@ -267,16 +267,19 @@ class Tagger:
         from tagtune.labels import get_entities
 
         ids = self.decoder.decode_ids(scores)
-        tags = [self.labels[i] for i in ids]
-        chosen = np.exp(scores[np.arange(len(ids)), ids]) if ids else np.zeros(0)
+        labels = self.labels
+        tags = [labels[i] for i in ids]
+        entities: list[Entity] = []
+        if all(tag == "O" for tag in tags):  # most sentences: nothing more to do
+            return Prediction(doc.text, doc.spans, tags, entities)
+        chosen = np.exp(scores[np.arange(len(ids)), ids]).tolist()
         if self.scheme == "none":  # part-of-speech style tags: every word is its own span
             spans = [(tag, w, w + 1) for w, tag in enumerate(tags) if tag != "O"]
         else:
             spans = [(s.type, s.start, s.end) for s in get_entities(tags)]
-        entities = []
         for label, first, last in spans:
             start, end = doc.spans[first][0], doc.spans[last - 1][1]
-            entities.append(Entity(start, end, label, float(chosen[first:last].mean()), doc.text[start:end]))
+            entities.append(Entity(start, end, label, sum(chosen[first:last]) / (last - first), doc.text[start:end]))
         return Prediction(doc.text, doc.spans, tags, entities)
 
     def _simple(self, doc: _Doc, scores: np.ndarray, token_words: np.ndarray, offsets: np.ndarray) -> Prediction:
