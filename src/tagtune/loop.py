@@ -96,8 +96,11 @@ class Step:
 
 
 def train_steps(accelerator, model, optimizer, scheduler, train_loader, start: Position,
-                max_steps: int, num_epochs: int) -> Iterator[Step]:
-    """Train from ``start`` and yield after every optimizer step; the caller logs, evaluates, saves."""
+                max_steps: int, num_epochs: int, max_grad_norm: float = 0.0) -> Iterator[Step]:
+    """Train from ``start`` and yield after every optimizer step; the caller logs, evaluates, saves.
+
+    ``max_grad_norm > 0`` clips the global gradient norm before each optimizer step, as the Trainer does.
+    """
     completed = start.completed_steps
     if completed >= max_steps:
         return  # resumed from the end of the run
@@ -112,6 +115,8 @@ def train_steps(accelerator, model, optimizer, scheduler, train_loader, start: P
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)  # divides by the accumulation steps
+                if max_grad_norm > 0 and accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
                 optimizer.step()  # a no-op until sync_gradients
                 if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
                     scheduler.step()
@@ -217,7 +222,7 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     evaluation: EvalResult | None = None
     with progress_bar(total=max_steps, initial=position.completed_steps, desc="training", unit="step") as bar:
         for step in train_steps(accelerator, model, prepared_optimizer, scheduler, train_loader, position,
-                                max_steps, num_epochs):
+                                max_steps, num_epochs, cfg.max_grad_norm):
             position = _advance(position, step)
             bar.update(1)
             meter.add(step)

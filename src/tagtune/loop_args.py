@@ -39,6 +39,7 @@ class LoopConfig:
     per_device_eval_batch_size: int = 8
     learning_rate: float = 5e-5
     weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
     num_train_epochs: float = 3
     max_train_steps: int | None = None
     gradient_accumulation_steps: int = 1
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--per_device_eval_batch_size", type=int, default=8, help="Evaluation batch size per process.")
     add("--learning_rate", type=float, default=5e-5, help="Peak learning rate.")
     add("--weight_decay", type=float, default=0.0, help="AdamW weight decay (not on biases and LayerNorm).")
+    add("--max_grad_norm", type=float, default=1.0,
+        help="Clip the gradient norm to this before each step, as the Trainer does (0: no clipping, as upstream).")
     add("--num_train_epochs", type=float, default=3, help="Training epochs (a fraction trains part of the last).")
     add("--max_train_steps", type=int, default=None, help="Optimizer steps; overrides --num_train_epochs.")
     add("--gradient_accumulation_steps", type=int, default=1, help="Batches per optimizer step.")
@@ -224,7 +227,7 @@ def to_loop_args(ns: argparse.Namespace) -> LoopArgs:
     loop = LoopConfig(
         output_dir=Path(ns.output_dir), per_device_train_batch_size=ns.per_device_train_batch_size,
         per_device_eval_batch_size=ns.per_device_eval_batch_size, learning_rate=ns.learning_rate,
-        weight_decay=ns.weight_decay, num_train_epochs=ns.num_train_epochs, max_train_steps=ns.max_train_steps,
+        weight_decay=ns.weight_decay, max_grad_norm=ns.max_grad_norm, num_train_epochs=ns.num_train_epochs, max_train_steps=ns.max_train_steps,
         gradient_accumulation_steps=ns.gradient_accumulation_steps, lr_scheduler_type=ns.lr_scheduler_type,
         num_warmup_steps=ns.num_warmup_steps, seed=ns.seed, checkpointing_steps=_checkpointing(ns.checkpointing_steps),
         resume_from_checkpoint=ns.resume_from_checkpoint or None, with_tracking=ns.with_tracking,
