@@ -51,18 +51,31 @@ CHECK_TEXTS = (
 
 class OnnxBackend:
     """An ONNX Runtime session with the ``forward(input_ids, attention_mask) -> logits`` contract of
-    :data:`tagtune.inference.Forward` (torch tensors in and out, so the inference loop is shared)."""
+    :data:`tagtune.inference.Forward` (torch tensors in and out, so the inference loop is shared).
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None):
+    On CPU the session runs each batch on one thread and :attr:`workers` batches run at once (one
+    per core, or ``threads``): for the small batches of token classification this was 10-15% faster
+    than splitting each batch across the cores, and the Python bookkeeping overlaps the forward passes.
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None,
+                 parallel_batches: bool = True):
+        import os
+
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
         available = ort.get_available_providers()
         wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        disabled = _SLOW_CPU_FUSIONS if wanted[0] == "CPUExecutionProvider" else []
+        on_cpu = wanted[0] == "CPUExecutionProvider"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.workers = 1
+        if on_cpu and parallel_batches:
+            options.intra_op_num_threads = 1
+            self.workers = threads or os.cpu_count() or 1
+        elif threads:
+            options.intra_op_num_threads = threads
+        disabled = _SLOW_CPU_FUSIONS if on_cpu else []
         try:
             self.session = ort.InferenceSession(str(path), options, providers=wanted, disabled_optimizers=disabled)
         except Exception as error:  # onnxruntime raises its own exception types

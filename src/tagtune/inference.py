@@ -8,7 +8,7 @@ plus one batch of logits, whatever the size of the data.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 
 import numpy as np
 import torch
@@ -62,6 +62,7 @@ def iter_word_scores(
     autocast_dtype: torch.dtype | None = None,
     progress: Callable[[int], None] | None = None,
     aggregation: Aggregation = "first",
+    workers: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(example_index, log_probs[words, L])`` for every example, each exactly once.
 
@@ -69,6 +70,11 @@ def iter_word_scores(
     index by ``example_index``. ``aggregation`` other than ``first`` (see
     :class:`~tagtune.align.WordCollector`) needs an encoding made with ``subtokens=True``; with
     ``none`` the rows are the example's sub-tokens instead of its words.
+
+    ``workers > 1`` runs that many batches at once on a thread pool (at most ``workers + 1`` in
+    memory), for a ``forward`` that releases the GIL and runs single-threaded, such as an ONNX Runtime
+    session with one intra-op thread: whole batches in parallel scale better than one small batch
+    split across cores, and the bookkeeping here overlaps the forward passes.
     """
     collector = WordCollector(encoding.word_counts, num_labels, aggregation, encoding.token_words)
     token_index = encoding.token_index if aggregation != "first" else None
@@ -78,13 +84,28 @@ def iter_word_scores(
             yield index, np.zeros((0, num_labels), dtype=np.float32)
     lengths = [len(r) for r in encoding.input_ids]
     device = torch.device(device)
-    amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
-           else nullcontext())
-    with torch.inference_mode(), amp:
-        for rows in iter_length_sorted_batches(lengths, batch_size, max_tokens):
-            ids, mask = pad_batch([encoding.input_ids[r] for r in rows], pad_id)
-            logits = forward(ids.to(device), mask.to(device))
-            log_probs = log_softmax(logits.float().cpu().numpy())
+
+    def contexts() -> ExitStack:
+        stack = ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if autocast_dtype is not None:
+            stack.enter_context(torch.autocast(device_type=device.type, dtype=autocast_dtype))
+        return stack
+
+    def scores_of(rows: list[int]) -> np.ndarray:
+        ids, mask = pad_batch([encoding.input_ids[r] for r in rows], pad_id)
+        logits = forward(ids.to(device), mask.to(device))
+        return log_softmax(logits.float().cpu().numpy())
+
+    def scores_in_thread(rows: list[int]) -> np.ndarray:
+        with contexts():  # inference_mode and autocast are per thread
+            return scores_of(rows)
+
+    batches = iter_length_sorted_batches(lengths, batch_size, max_tokens)
+    # One context for the whole loop when sequential: autocast then casts each weight once.
+    with contexts() if workers <= 1 else nullcontext():
+        run = scores_of if workers <= 1 else scores_in_thread
+        for rows, log_probs in _run_batches(run, batches, workers):
             for k, row in enumerate(rows):
                 done = collector.add(encoding.example_index[row], np.asarray(encoding.word_index[row]),
                                      log_probs[k],
@@ -94,3 +115,25 @@ def iter_word_scores(
             if progress is not None:
                 progress(len(rows))
     assert collector.pending() == 0, "every word of every example is owned by one window"
+
+
+def _run_batches(run: Callable[[list[int]], np.ndarray], batches: Iterator[list[int]],
+                 workers: int) -> Iterator[tuple[list[int], np.ndarray]]:
+    """``(rows, run(rows))`` in batch order, computing up to ``workers`` batches at once."""
+    if workers <= 1:
+        for rows in batches:
+            yield rows, run(rows)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagtune-forward") as pool:
+        pending: deque = deque()
+        for rows in batches:
+            pending.append((rows, pool.submit(run, rows)))
+            if len(pending) > workers:
+                done_rows, future = pending.popleft()
+                yield done_rows, future.result()
+        while pending:
+            done_rows, future = pending.popleft()
+            yield done_rows, future.result()
