@@ -206,10 +206,18 @@ def test_sigkill_then_resume_latest_continues_exactly(tiny_bert_dir, data, tmp_p
 
 @pytest.fixture
 def in_process():
-    """Run the loop in this process with one thread (and restore the thread count)."""
+    """Run the loop in this process with one thread (and restore the thread count).
+
+    Accelerate keeps one process-wide state: a Trainer test that ran earlier in this process fixed its
+    mixed precision, so it is reset before and after, as a fresh ``python run_ner_no_trainer.py`` has it.
+    """
+    from accelerate.state import AcceleratorState
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    AcceleratorState._reset_state(reset_partial_state=True)
     yield
+    AcceleratorState._reset_state(reset_partial_state=True)
     torch.set_num_threads(threads)
 
 
