@@ -7,7 +7,7 @@ per-word scores reassembled, decoded, scored batch by batch), so memory does not
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,15 +50,31 @@ def iter_predicted_tags(
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
-    description: str = "predicting",
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, list[str], np.ndarray]]:
     """Yield ``(example_index, tags, word_scores)`` for each encoded example, in completion order."""
-    with progress_bar(total=len(encoding), desc=description, unit="window") as bar:
-        for index, scores in iter_word_scores(
-            forward, encoding, len(decoder.labels), pad_id=pad_id, batch_size=batch_size, device=device,
-            autocast_dtype=autocast_dtype, progress=bar.update,
-        ):
-            yield index, decoder(scores), scores
+    for index, scores in iter_word_scores(
+        forward, encoding, len(decoder.labels), pad_id=pad_id, batch_size=batch_size, device=device,
+        autocast_dtype=autocast_dtype, progress=progress,
+    ):
+        yield index, decoder(scores), scores
+
+
+def document_chunks(examples: Sequence[Example], size: int) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` ranges of about ``size`` examples, cut only between documents, so that
+    document context never crosses a chunk.
+
+    >>> docs = [Example(("a",), doc=d) for d in ("1", "1", "1", "2", "2")]
+    >>> list(document_chunks(docs, 2))
+    [(0, 3), (3, 5)]
+    """
+    start = 0
+    while start < len(examples):
+        stop = min(start + size, len(examples))
+        while stop < len(examples) and examples[stop].doc is not None and examples[stop].doc == examples[stop - 1].doc:
+            stop += 1
+        yield start, stop
+        start = stop
 
 
 def evaluate_examples(
@@ -71,26 +87,38 @@ def evaluate_examples(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     description: str = "evaluating",
+    chunk_size: int = 2000,
 ) -> EvalResult:
-    """Predict every word of ``examples`` and score against their tags (when they have any)."""
+    """Predict every word of ``examples`` and score against their tags (when they have any).
+
+    Examples are encoded and run ``chunk_size`` at a time (length-sorted within a chunk), so memory
+    holds one chunk's windows and scores whatever the number of examples; only the tags are kept.
+    """
     labelled = bool(examples) and all(e.tags is not None for e in examples)
     scorer = EntityScorer()
-    predictions: list[list[str] | None] = [None] * len(examples)
-    encoding = aligner.encode(examples, labelled=False)
-    for index, tags, _ in iter_predicted_tags(forward, encoding, decoder, pad_id=aligner.pad_id,
-                                              batch_size=batch_size, device=device,
-                                              autocast_dtype=autocast_dtype, description=description):
-        predictions[index] = tags
-        if labelled:
-            scorer.update([list(examples[index].tags)], [tags])  # type: ignore[arg-type]
-    assert all(p is not None for p in predictions)
-    result = EvalResult(
+    predictions: list[list[str]] = []
+    windowed = 0
+    with progress_bar(total=len(examples), desc=description, unit="sentence") as bar:
+        for start, stop in document_chunks(examples, chunk_size):
+            chunk = examples[start:stop]
+            encoding = aligner.encode(chunk, labelled=False)
+            windowed += encoding.windowed_examples
+            tags: list[list[str] | None] = [None] * len(chunk)
+            for index, predicted, _ in iter_predicted_tags(forward, encoding, decoder, pad_id=aligner.pad_id,
+                                                           batch_size=batch_size, device=device,
+                                                           autocast_dtype=autocast_dtype):
+                tags[index] = predicted
+                bar.update(1)
+            assert all(t is not None for t in tags)
+            if labelled:  # in input order, as seqeval reads a corpus
+                scorer.update([list(e.tags) for e in chunk], tags)  # type: ignore[arg-type, misc]
+            predictions.extend(tags)  # type: ignore[arg-type]
+    return EvalResult(
         metrics=scorer.result() if labelled else {},
-        predictions=predictions,  # type: ignore[arg-type]
-        windowed_examples=encoding.windowed_examples,
+        predictions=predictions,
+        windowed_examples=windowed,
         num_words=sum(len(e.tokens) for e in examples),
     )
-    return result
 
 
 def format_predictions_conll(examples: Sequence[Example], predictions: Sequence[Sequence[str]]) -> str:
