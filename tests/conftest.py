@@ -113,3 +113,22 @@ def tiny_ner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model.classifier.weight.mul_(30)
     model.save_pretrained(path)
     return path
+
+
+def wait_until_healthy(process, base: str, seconds: float, describe) -> None:
+    """Poll ``base/health`` until it answers 200; fail with ``describe()`` (the server's log) if the
+    process exits or ``seconds`` pass first."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, describe()
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "tagtune serve did not start: " + describe()
+        time.sleep(0.2)

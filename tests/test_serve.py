@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import tagtune
+from conftest import wait_until_healthy
 from tagtune.serve import API_KEY_HEADER, MicroBatcher, ServeConfig, create_app
 
 TEXT = "Angela Merkel visited Paris."
@@ -152,16 +153,7 @@ def test_real_uvicorn_process_on_loopback(tiny_ner_dir, tagger) -> None:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(process, base, 60, lambda: process.stdout.read() if process.poll() is not None else "")  # type: ignore[union-attr]
         headers = {API_KEY_HEADER: "k"}
         assert httpx.post(f"{base}/predict", json={"text": TEXT}).status_code == 401
         results: dict[int, httpx.Response] = {}

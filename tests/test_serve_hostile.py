@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 import tagtune
-from conftest import WORDS
+from conftest import WORDS, wait_until_healthy
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 
@@ -178,16 +178,7 @@ def test_1000_hostile_and_1000_valid_requests(tiny_ner_dir: Path, tagger, tmp_pa
         stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.2)
+        wait_until_healthy(process, base, 90, (tmp_path / "serve.log").read_text)
         assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
 
         failures: list[str] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import NER_LABELS, WORDS
+from conftest import NER_LABELS, WORDS, wait_until_healthy
 from tagtune.render import Colours, render_text
 
 MAX_CHARS = 150_000  # a 20,000-word document fits; the oversized text goes over it
@@ -84,16 +84,7 @@ def service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "tagtune serve did not start: " + log_path.read_text()
-            time.sleep(0.2)
+        wait_until_healthy(process, base, 90, log_path.read_text)
         yield base
     finally:
         process.send_signal(signal.SIGINT)
