@@ -15,6 +15,8 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -204,8 +206,8 @@ def test_sigkill_then_resume_latest_continues_exactly(tiny_bert_dir, data, tmp_p
     assert sorted(p.name for p in killed.glob("step_*")) == sorted(p.name for p in straight.glob("step_*"))
 
 
-@pytest.fixture
-def in_process():
+@contextmanager
+def one_thread_fresh_accelerate() -> Iterator[None]:
     """Run the loop in this process with one thread (and restore the thread count).
 
     Accelerate keeps one process-wide state: a Trainer test that ran earlier in this process fixed its
@@ -216,9 +218,17 @@ def in_process():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def in_process():
+    with one_thread_fresh_accelerate():
+        yield
 
 
 def test_bf16_on_cpu(tiny_bert_dir, data, tmp_path, in_process):
@@ -349,3 +359,248 @@ def test_run_ner_spellings_become_loop_flags():
     ]) == ["--max_length", "64", "--mixed_precision", "bf16", "--max_train_steps", "5", "--num_warmup_steps", "2",
            "--checkpointing_steps", "10", "--with_tracking", "--report_to", "tensorboard", "--label_all_tokens",
            "--learning_rate", "-1", "--seed", "1"]
+
+
+# --------------------------------------------------------------------------------------------------
+# --crf: the CRF head of the Trainer engine, in the loop.
+
+
+@pytest.fixture(scope="module")
+def crf_model(tiny_bert_dir, data, tmp_path_factory) -> tuple[Path, dict, list[float]]:
+    """A CRF model trained by the loop (2 epochs, 12 steps), its results and every CRF loss computed."""
+    from tagtune.crf import CRF
+    from tagtune.loop import main
+
+    losses: list[float] = []
+    original = CRF.loss
+
+    def recording_loss(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+        losses.append(loss.item())
+        return loss
+
+    out = tmp_path_factory.mktemp("loop-crf") / "model"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(CRF, "loss", recording_loss)
+    try:
+        with one_thread_fresh_accelerate():
+            found = main(flags(tiny_bert_dir, data, out, "--crf", "--num_train_epochs", "2",
+                               "--per_device_train_batch_size", "8"))
+    finally:
+        patch.undo()
+    return out, found, losses
+
+
+def test_crf_trains_on_its_likelihood_and_saves_a_loadable_model(crf_model, data):
+    import numpy as np
+    from safetensors.torch import load_file
+
+    import tagtune
+    from tagtune.checkpoint import load_checkpoint
+    from tagtune.crf import CRF_LR_SCALE, read_crf_file
+    from tagtune.labels import validate_tags
+
+    out, found, losses = crf_model
+    # The loss is the CRF's negative log-likelihood: one CRF loss per training batch, and the reported
+    # train loss is their mean (one process, no accumulation: a step is a batch).
+    assert found["train_steps"] == 12 and len(losses) == 12
+    assert found["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-6)
+    assert losses[-1] < losses[0]
+    assert found["eval_words"] == data["words"]["validation"]
+    assert found["predict_words"] == data["words"]["test"]
+
+    assert (out / "crf.safetensors").is_file() and (out / "model.safetensors").is_file()
+    assert not any(k.startswith(("encoder.", "crf.")) for k in load_file(out / "model.safetensors"))
+    saved = json.loads((out / "tagtune_config.json").read_text())
+    assert saved["model"]["crf"] is True
+    labels, scheme, transitions = read_crf_file(out)
+    assert labels == saved["labels"] and scheme == saved["scheme"] == "IOB2"
+    # The transitions start at zero and have their own learning rate, lr x CRF_LR_SCALE: at lr 5e-3 alone
+    # 12 Adam steps of a decaying schedule move a parameter by well under 0.1.
+    assert CRF_LR_SCALE * 5e-3 >= 0.1 and np.abs(transitions).max() > 0.1
+
+    checkpoint = load_checkpoint(out)
+    assert np.array_equal(checkpoint.transitions, transitions)
+    tagger = tagtune.load(out)
+    sentences = [["john", "smith", "visited", "new", "york", "city"], ["reuters"],
+                 ["the", "eu", "said", "a", "week"]]
+    predictions = list(tagger.predict_words(sentences))
+    assert [len(p.tags) for p in predictions] == [len(s) for s in sentences]
+    assert all(validate_tags(p.tags, scheme) == [] for p in predictions)
+
+
+def test_crf_evaluation_and_prediction_decode_with_the_crf_transitions(crf_model, data, tmp_path, in_process):
+    """A CRF model whose transitions into B-LOC outweigh any emission: the loop (continuing it at
+    learning rate 0, so the transitions stay as set) must predict B-LOC for every word, which only the
+    CRF's transitions can make it do; so must ``tagtune.load``."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    import tagtune
+    from tagtune.crf import CRF_FILE, read_crf_file
+    from tagtune.loop import main
+
+    trained, _, _ = crf_model
+    start = tmp_path / "b-loc-crf"
+    shutil.copytree(trained, start)
+    labels, scheme, transitions = read_crf_file(trained)
+    forced = np.zeros_like(transitions)
+    forced[:, labels.index("B-LOC")] = 1000.0  # from every label and from the start
+    save_file({"transitions": torch.from_numpy(forced)}, str(start / CRF_FILE),
+              metadata={"format": "pt", "labels": json.dumps(labels), "scheme": scheme})
+
+    out = tmp_path / "continued"
+    found = main(flags(start, data, out, "--crf", "--max_train_steps", "1", "--learning_rate", "0",
+                       "--per_device_train_batch_size", "8"))
+    lines = (out / "predictions.txt").read_text().splitlines()
+    predicted = [line.split()[-1] for line in lines if line.strip()]
+    assert len(predicted) == data["words"]["test"] and set(predicted) == {"B-LOC"}
+    assert found["eval_words"] == data["words"]["validation"] and found["eval_precision"] < 0.5
+    _, _, kept = read_crf_file(out)
+    assert np.array_equal(kept, forced)  # reused from the starting model, not learned (learning rate 0)
+    tags = next(iter(tagtune.load(out).predict_words([["john", "smith", "said"]]))).tags
+    assert tags == ["B-LOC"] * 3
+
+
+def test_crf_checkpoints_resume_exactly(tiny_bert_dir, data, tmp_path, in_process):
+    """A CRF run resumed from its step_2 checkpoint ends with the same weights, transitions and loss as
+    the uninterrupted run; a checkpoint of a CRF run is not resumed without --crf."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from tagtune.crf import read_crf_file
+    from tagtune.errors import ConfigError
+    from tagtune.loop import _release_accelerate_state, main
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    extra = ("--crf", "--max_train_steps", "4", "--checkpointing_steps", "2",
+             "--per_device_train_batch_size", "8")
+    a = main(flags(tiny_bert_dir, data, straight, *extra))
+    state = load_file(straight / "step_2" / "model.safetensors")
+    assert "crf.transitions" in state and any(k.startswith("encoder.") for k in state)
+    assert json.loads((straight / "step_2" / "loop_state.json").read_text())["crf"] is True
+
+    resumed.mkdir()
+    shutil.copytree(straight / "step_2", resumed / "step_2")
+    with pytest.raises(ConfigError, match="was trained with --crf; resume with --crf"):
+        main(flags(tiny_bert_dir, data, resumed, "--max_train_steps", "4",
+                   "--per_device_train_batch_size", "8", "--resume_from_checkpoint", "latest"))
+    _release_accelerate_state()  # the refused run stopped after creating its Accelerator
+    b = main(flags(tiny_bert_dir, data, resumed, *extra, "--resume_from_checkpoint", "latest"))
+    assert b["train_steps"] == a["train_steps"] == 4
+    timing = ("train_runtime", "train_samples_per_second")
+    assert {k: v for k, v in b.items() if k not in timing} == \
+        pytest.approx({k: v for k, v in a.items() if k not in timing}, abs=1e-6)
+    assert np.abs(read_crf_file(straight)[2] - read_crf_file(resumed)[2]).max() <= 1e-6
+    wa, wb = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
+
+
+def test_crf_with_label_all_tokens_is_one_error_line(tiny_bert_dir, data, tmp_path, capsys):
+    import logging
+
+    from tagtune.cli import invoke, run_guarded
+    from tagtune.loop import main
+
+    expected = ("error: --crf scores words (first sub-tokens) and cannot be combined with "
+                "--label_all_tokens; drop one of them")
+    d = data["dir"]
+    entry_points = [
+        (main, flags(tiny_bert_dir, data, tmp_path / "script", "--crf", "--label_all_tokens")),
+        (invoke, ["train", "--engine", "accelerate", "--model", str(tiny_bert_dir),
+                  "--train", str(d / "train.json"), "--output", str(tmp_path / "cli"),
+                  "--crf", "--label_all_tokens", "true"]),
+    ]
+    logger = logging.getLogger("tagtune")
+    handlers = logger.handlers[:]
+    try:
+        for function, argv in entry_points:
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as exit_:
+                run_guarded(function, argv)
+            captured = capsys.readouterr()
+            assert exit_.value.code == 2
+            assert captured.err.strip().splitlines() == [expected], captured.err
+    finally:
+        logger.handlers[:] = handlers
+    assert not (tmp_path / "script").exists() and not (tmp_path / "cli").exists()  # refused before any work
+
+
+# --------------------------------------------------------------------------------------------------
+# --document_context and the report.
+
+
+def test_document_context_flag_resolves_as_the_trainer_engine():
+    from tagtune.cli.train_cmd import _to_loop_flags
+    from tagtune.errors import ConfigError
+    from tagtune.loop_args import parse_loop_args
+
+    base = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o", "--max_length", "64"]
+    assert parse_loop_args(base).align.context_size == 0
+    assert parse_loop_args([*base, "--context_size", "8"]).align.context_size == 8
+    assert parse_loop_args([*base, "--document_context"]).align.context_size == 64  # the whole window
+    assert parse_loop_args([*base, "--document_context", "--context_size", "100"]).align.context_size == 100
+    assert not parse_loop_args(base).model.crf and parse_loop_args([*base, "--crf"]).model.crf
+    with pytest.raises(ConfigError, match="--context_size -1 must be 0 or more"):
+        parse_loop_args([*base, "--context_size", "-1"])
+    assert _to_loop_flags(["--crf", "true", "--document_context", "--seed", "1"]) == \
+        ["--crf", "--document_context", "--seed", "1"]
+
+
+def test_document_context_is_saved_and_never_labelled(tiny_bert_dir, tmp_path, in_process, monkeypatch):
+    from transformers import AutoTokenizer, DataCollatorForTokenClassification
+
+    from tagtune.checkpoint import load_checkpoint
+    from tagtune.loop import main
+
+    rng = random.Random(5)
+    records = [{**_sentence(rng, long=False), "doc": f"doc-{i // 4}"} for i in range(12)]  # 3 documents of 4
+    train = tmp_path / "train.json"
+    train.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    batches: list[dict] = []
+    collate = DataCollatorForTokenClassification.__call__
+
+    def recording_collate(self, features, *args, **kwargs):
+        batch = collate(self, features, *args, **kwargs)
+        batches.append({k: v.clone() for k, v in batch.items()})
+        return batch
+
+    monkeypatch.setattr(DataCollatorForTokenClassification, "__call__", recording_collate)
+    out = tmp_path / "context"
+    main(["--model_name_or_path", str(tiny_bert_dir), "--train_file", str(train), "--output_dir", str(out),
+          "--max_length", "64", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
+          "--seed", "1", "--document_context"])
+
+    saved = json.loads((out / "tagtune_config.json").read_text())
+    assert saved["align"]["context_size"] == 64
+    assert load_checkpoint(out).align.context_size == 64  # prediction adds the same context
+    label2id = json.loads((out / "config.json").read_text())["label2id"]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    expected = {}  # labelled (first sub-tokens, tags) of each sentence alone -> its sub-token count
+    for record in records:
+        encoded = tokenizer(record["tokens"], is_split_into_words=True, add_special_tokens=False)
+        words = encoded.word_ids()
+        firsts = [encoded["input_ids"][i] for i, w in enumerate(words) if i == 0 or words[i - 1] != w]
+        expected[(tuple(firsts), tuple(label2id[t] for t in record["ner_tags"]))] = len(words)
+    rows = 0
+    for batch in batches:
+        rows_of_batch = zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True)
+        for ids, labels, mask in rows_of_batch:
+            keep = labels != -100
+            key = (tuple(ids[keep].tolist()), tuple(labels[keep].tolist()))
+            assert key in expected, "a row's labelled positions are exactly one sentence's words"
+            assert int(mask.sum()) > expected[key] + 2  # plus [CLS] [SEP] and unlabelled context
+            rows += 1
+    assert rows == len(records)
+
+
+def test_report_of_the_test_split_with_learning_curves(crf_model):
+    out, found, _ = crf_model
+    report = json.loads((out / "report.json").read_text())
+    assert report["split"] == "test" and report["words"] == found["predict_words"]
+    assert report["metrics"]["f1"] == pytest.approx(found["predict_f1"])
+    assert report["config"]["model.crf"] is True and report["config"]["align.max_length"] == 24
+    assert {"plots/per_type.png", "plots/confusion.png", "plots/learning_curves.png"} <= set(report["plots"])
+    html = (out / "report.html").read_text()
+    assert "Learning curves" in html
+    assert "report.html" in (out / "README.md").read_text()  # the model card cites it

@@ -14,6 +14,12 @@ same as the Trainer engine's; the rest is the usual Accelerate loop with upstrea
   recomputable on resume, so ``skip_first_batches`` continues exactly where a checkpoint stopped.
 - Checkpoints are complete (model, optimizer, scheduler, RNG states, position in the epoch, running
   loss) and atomic; ``--resume_from_checkpoint latest`` really picks the newest complete one.
+
+``--crf`` puts tagtune's linear-chain CRF on the model (:mod:`tagtune.crf`), as the Trainer engine
+does: the wrapped model's forward returns the CRF's negative log-likelihood as its loss, the CRF's
+transitions get their own parameter group, evaluation decodes with them, and the model directory gets
+``crf.safetensors``. At the end the evaluated split is rendered as ``report.html`` (learning curves of
+the steps this process ran).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tagtune.align import Aligner, load_tokenizer
 from tagtune.corpus import Example
+from tagtune.crf import crf_parameter_groups, wrap_with_crf
 from tagtune.decode import Decoder
 from tagtune.errors import ConfigError
 from tagtune.evaluate import EvalResult, write_predictions
@@ -44,6 +51,7 @@ from tagtune.metrics import flatten_metrics
 from tagtune.modeling import load_token_classifier, resolve_labels
 from tagtune.outputs import save_run_config, write_model_card
 from tagtune.progress import progress_bar
+from tagtune.report import write_run_report
 from tagtune.train import check_output_dir, prepare_data
 
 logger = logging.getLogger(__name__)
@@ -175,7 +183,7 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     tokenizer = load_tokenizer(args.model.tokenizer_name or args.model.model_name_or_path,
                                trust_remote_code=args.model.trust_remote_code, revision=args.model.model_revision,
                                cache_dir=args.model.cache_dir, token=args.model.token)
-    model, labels = _load_model(args, cfg.model_type, data.labels)
+    model, labels = _load_model(args, cfg.model_type, data.labels, data.scheme)
     aligner = Aligner(tokenizer, args.align, {label: i for i, label in enumerate(labels)})
     decoder = Decoder(labels, data.scheme, args.eval.decoding)
     train = aligner.encode(splits["train"])
@@ -193,7 +201,9 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     rows = [{"input_ids": ids, "labels": labs} for ids, labs in zip(train.input_ids, train.labels, strict=True)]
     train_loader = torch.utils.data.DataLoader(rows, batch_size=cfg.per_device_train_batch_size, sampler=sampler,
                                                collate_fn=collator, generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.AdamW(_parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    # A CRF's transitions start at zero: their own group, at a learning rate that moves them in an epoch.
+    groups = crf_parameter_groups(model, _parameter_groups(model, cfg.weight_decay), cfg.learning_rate)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
     model, prepared_optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     evaluators = {split: ShardedEvaluator(accelerator, aligner, decoder, splits[split], cfg.per_device_eval_batch_size)
                   for split in ("validation", "test") if splits.get(split)}
@@ -203,7 +213,8 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
                               num_training_steps=max_steps)
     accelerator.register_for_checkpointing(scheduler)
     position = Position(seed=seed, num_processes=world, per_device_train_batch_size=cfg.per_device_train_batch_size,
-                        gradient_accumulation_steps=cfg.gradient_accumulation_steps, train_windows=len(train))
+                        gradient_accumulation_steps=cfg.gradient_accumulation_steps, train_windows=len(train),
+                        crf=args.model.crf)
     if checkpoint is not None:
         saved = read_position(checkpoint)
         saved.check_compatible(position, checkpoint)
@@ -219,6 +230,7 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     # Train. Evaluate after each epoch, checkpoint when asked.
     clock = _Clock()  # training time only, as the Trainer's train_runtime: evaluating and saving excluded
     meter = _Meter(clock)
+    history: list[dict[str, float]] = []  # Trainer-style log entries, for the report's learning curves
     evaluation: EvalResult | None = None
     with progress_bar(total=max_steps, initial=position.completed_steps, desc="training", unit="step") as bar:
         for step in train_steps(accelerator, model, prepared_optimizer, scheduler, train_loader, position,
@@ -226,12 +238,17 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
             position = _advance(position, step)
             bar.update(1)
             meter.add(step)
-            if cfg.with_tracking and (step.completed_steps % cfg.logging_steps == 0 or step.end_of_epoch):
-                accelerator.log(meter.flush(step), step=step.completed_steps)
+            if step.completed_steps % cfg.logging_steps == 0 or step.end_of_epoch:
+                logs = meter.flush(step)
+                history.append({"step": step.completed_steps, "loss": logs["train_loss"],
+                                "learning_rate": logs["learning_rate"], "epoch": round(logs["epoch"], 4)})
+                if cfg.with_tracking:
+                    accelerator.log(logs, step=step.completed_steps)
             with clock.paused():
                 if step.end_of_epoch and "validation" in evaluators:
                     evaluation = evaluators["validation"].run(model)
                     metrics = _eval_metrics(evaluation, args, "eval", evaluators["validation"])
+                    history.append({"step": step.completed_steps, **metrics})
                     if accelerator.is_main_process:
                         logger.info("epoch %d: %s", step.epoch, {k: round(v, 4) for k, v in metrics.items()})
                     if cfg.with_tracking:
@@ -255,6 +272,8 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     test_result = evaluators["test"].run(model, "predicting") if "test" in evaluators else None
     if test_result is not None:
         results.update(_eval_metrics(test_result, args, "predict", evaluators["test"]))
+    if accelerator.is_main_process:  # before the model card, which cites the report
+        _write_report(args, splits, evaluation, test_result, history)
     _save_outputs(accelerator, model, tokenizer, args, labels, data.scheme, results, splits, test_result)
     return results
 
@@ -326,18 +345,26 @@ def _limit(splits: dict[str, list[Example]], args: LoopArgs) -> dict[str, list[E
     return {name: examples[: limits[name]] if limits.get(name) else examples for name, examples in splits.items()}
 
 
-def _load_model(args: LoopArgs, model_type: str | None, data_labels: list[str]):
+def _load_model(args: LoopArgs, model_type: str | None, data_labels: list[str], scheme: str):
+    """The model to train and its labels; with ``--crf`` wrapped in a CRF, whose transitions continue
+    those of the starting model's ``crf.safetensors`` when it has one for the same labels."""
     if args.model.model_name_or_path:
         labels, reinit = resolve_labels(args.model, data_labels)
-        return load_token_classifier(args.model, labels, reinit_head=reinit), labels
-    from transformers import AutoConfig, AutoModelForTokenClassification
+        model = load_token_classifier(args.model, labels, reinit_head=reinit)
+        init_from = None if reinit else args.model.model_name_or_path
+    else:
+        from transformers import AutoConfig, AutoModelForTokenClassification
 
-    logger.info("training a new %s model from scratch", model_type)
-    id2label = dict(enumerate(data_labels))
-    config = AutoConfig.for_model(model_type, num_labels=len(data_labels), id2label=id2label,
-                                  label2id={label: i for i, label in id2label.items()})
-    model = AutoModelForTokenClassification.from_config(config, trust_remote_code=args.model.trust_remote_code)
-    return model, list(data_labels)
+        logger.info("training a new %s model from scratch", model_type)
+        labels, init_from = list(data_labels), None
+        id2label = dict(enumerate(labels))
+        config = AutoConfig.for_model(model_type, num_labels=len(labels), id2label=id2label,
+                                      label2id={label: i for i, label in id2label.items()})
+        model = AutoModelForTokenClassification.from_config(
+            config, trust_remote_code=args.model.trust_remote_code)
+    if args.model.crf:
+        model = wrap_with_crf(model, labels, scheme, init_from=init_from)
+    return model, labels
 
 
 def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -420,9 +447,20 @@ def _eval_metrics(result: EvalResult, args: LoopArgs, prefix: str, evaluator: Sh
     return metrics
 
 
+def _write_report(args: LoopArgs, splits: dict[str, list[Example]], evaluation: EvalResult | None,
+                  test_result: EvalResult | None, history: list[dict[str, float]]) -> None:
+    """``report.html`` (+ ``report.json``, ``plots/``) of the test split when it is labelled, else of the
+    validation split, as the Trainer engine writes it; nothing when neither was scored."""
+    split, result = ("test", test_result) if test_result is not None and test_result.metrics \
+        else ("validation", evaluation)
+    config = {section: getattr(args, section) for section in ("data", "model", "align", "eval", "loop")}
+    write_run_report(args.loop.output_dir, split, splits.get(split, []), result, history or None, config)
+
+
 def _save_outputs(accelerator, model, tokenizer, args: LoopArgs, labels: list[str], scheme: str,
                   results: dict[str, float], splits: dict[str, list[Example]], test_result: EvalResult | None) -> None:
-    """Model (safetensors, named labels), tokenizer, run config, results, predictions; each file atomic."""
+    """Model (safetensors, named labels; ``crf.safetensors`` with ``--crf``), tokenizer, run config, results,
+    predictions; each file atomic."""
     output_dir = args.loop.output_dir
     state_dict = accelerator.get_state_dict(model)  # on every process (sharded setups gather here)
     if accelerator.is_main_process:

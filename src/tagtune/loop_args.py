@@ -2,7 +2,8 @@
 
 ``examples/token-classification/run_ner_no_trainer.py`` and ``tagtune train --engine accelerate`` parse
 with :func:`parse_loop_args`. Upstream flags keep their names, types and defaults; tagtune's additions
-(``--test_file``, ``--mixed_precision``, windows, decoding, label files, safety switches) follow them.
+(``--test_file``, ``--mixed_precision``, windows, document context, ``--crf``, decoding, label files,
+safety switches) follow them, with the same meaning as the Trainer engine's flags of the same name.
 """
 
 from __future__ import annotations
@@ -135,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max_eval_samples", type=int, default=None, help="Use only the first N validation sentences.")
     add("--max_predict_samples", type=int, default=None, help="Use only the first N test sentences.")
     add("--stride", type=int, default=None, help="Sub-tokens shared by consecutive windows of a long sentence.")
-    add("--context_size", type=int, default=0, help="Sub-tokens of document context each side.")
+    add("--context_size", type=int, default=0,
+        help="Sub-tokens of document context each side (neighbouring sentences of the same document; never "
+             "labelled or predicted).")
+    add("--document_context", action="store_true",
+        help="Fill each window with document context: --context_size up to --max_length.")
+    add("--crf", action="store_true",
+        help="Linear-chain CRF over the words on top of the encoder, trained with the sequence likelihood, "
+             "decoded with Viterbi.")
     add("--decoding", type=str, default="viterbi", choices=["viterbi", "argmax"], help="How word scores become tags.")
     add("--label_names_file", type=str, default=None, help="JSON naming integer tag ids.")
     add("--data_format", type=str, default="auto", choices=["auto", "conll", "conllu", "json", "jsonl", "csv"],
@@ -199,6 +207,12 @@ def to_loop_args(ns: argparse.Namespace) -> LoopArgs:
         raise ConfigError(f"--max_train_steps must be at least 1, got {ns.max_train_steps}")
     if ns.max_train_steps is None and ns.num_train_epochs <= 0:
         raise ConfigError(f"--num_train_epochs must be positive, got {ns.num_train_epochs}")
+    if ns.context_size < 0:
+        raise ConfigError(f"--context_size {ns.context_size} must be 0 or more")
+    if ns.crf and ns.label_all_tokens:
+        # The same refusal as the Trainer engine's, but before any data is read.
+        raise ConfigError("--crf scores words (first sub-tokens) and cannot be combined with "
+                          "--label_all_tokens; drop one of them")
 
     def path(value: str | None) -> Path | None:
         return Path(value) if value else None
@@ -218,10 +232,13 @@ def to_loop_args(ns: argparse.Namespace) -> LoopArgs:
         model_name_or_path=ns.model_name_or_path or "", config_name=ns.config_name, tokenizer_name=ns.tokenizer_name,
         cache_dir=ns.cache_dir, model_revision=ns.model_revision, token=ns.hub_token,
         trust_remote_code=ns.trust_remote_code, ignore_mismatched_sizes=ns.ignore_mismatched_sizes,
-        allow_pickle=ns.allow_pickle,
+        allow_pickle=ns.allow_pickle, crf=ns.crf,
     )
+    # As the Trainer engine: the aligner gives each side at most half the room a sentence leaves, so a
+    # context of --max_length fills the window. The resolved size is what tagtune_config.json records.
+    context_size = max(ns.context_size, ns.max_length) if ns.document_context else ns.context_size
     align = AlignConfig(max_length=ns.max_length, stride=ns.stride, label_all_tokens=ns.label_all_tokens,
-                        pad_to_max_length=ns.pad_to_max_length, context_size=ns.context_size)
+                        pad_to_max_length=ns.pad_to_max_length, context_size=context_size)
     evaluation = EvalConfig(batch_size=ns.per_device_eval_batch_size, decoding=ns.decoding,
                             return_entity_level_metrics=ns.return_entity_level_metrics)
     loop = LoopConfig(

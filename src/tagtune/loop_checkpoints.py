@@ -6,6 +6,10 @@ batches of that epoch already consumed), the running loss, and the settings that
 It is written into ``.tmp-<name>`` and renamed, so a directory named ``step_N`` is always complete: a
 run killed while saving leaves only a ``.tmp-`` directory, which ``latest`` ignores and the next save
 removes.
+
+With ``--crf`` the saved model is the CRF wrapper: its ``model.safetensors`` holds ``crf.transitions``
+beside the ``encoder.*`` weights and the optimizer state the CRF's parameter group, so resuming
+restores the CRF exactly like the rest of the model.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class Position:
         seed: The seed of the batch order (drawn once when ``--seed`` is not given).
         num_processes / per_device_train_batch_size / gradient_accumulation_steps / train_windows:
             The batch order depends on these; resuming with other values would not continue the run.
+        crf: The model carries a CRF (``--crf``); its state cannot be loaded into a model without one,
+            nor the reverse.
     """
 
     completed_steps: int = 0
@@ -51,13 +57,14 @@ class Position:
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     train_windows: int = 0
+    crf: bool = False  # absent from checkpoints written before --crf existed: those had no CRF
 
     def mean_loss(self) -> float:
         """Mean training loss per optimizer step so far (0.0 before the first step)."""
         return self.loss_sum / self.loss_steps if self.loss_steps else 0.0
 
     def check_compatible(self, current: Position, where: Path) -> None:
-        """Refuse to resume with settings that change the batch order.
+        """Refuse to resume with settings that change the batch order or the model's parameters.
 
         Raises:
             ConfigError: Names the setting, the saved and the current value.
@@ -69,6 +76,10 @@ class Position:
                     f"{where}: the checkpoint was written with {name}={saved} but this run has {now}; resume with "
                     "the same processes, batch size, accumulation and training data, or start a new --output_dir"
                 )
+        if self.crf != current.crf:
+            saved_with = "with" if self.crf else "without"
+            raise ConfigError(f"{where}: the checkpoint was trained {saved_with} --crf; resume "
+                              f"{saved_with} --crf, or start a new --output_dir")
 
 
 def save_checkpoint(accelerator, output_dir: Path, name: str, position: Position) -> Path:

@@ -5,6 +5,9 @@ batches by an Accelerate-prepared ``DataLoader``. Each process predicts the word
 tagtune's windows and decoder, and ``accelerator.gather_for_metrics`` collects ``(example index,
 tags)`` from every process: it drops the copies Accelerate adds to even out the last batch, so each
 word is counted exactly once. Every process then holds all predictions; only the main one writes.
+
+A CRF model (``--crf``) is decoded with its CRF's learned transitions, read afresh at every run: they
+change while training.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from tagtune.align import Aligner, Encoding
 from tagtune.corpus import Example
+from tagtune.crf import decoder_for_model
 from tagtune.decode import Decoder
 from tagtune.evaluate import EvalResult
 from tagtune.inference import iter_word_scores, model_forward
@@ -28,7 +32,7 @@ class ShardedEvaluator:
 
     Args:
         accelerator: The run's ``Accelerator`` (prepares the example loader).
-        aligner / decoder: The run's windows and decoding.
+        aligner / decoder: The run's windows and decoding (a CRF model's own decoder replaces it).
         examples: The split, in its order (document context needs neighbours).
         batch_size: Sentences per process and batch (windows of a long one are batched further).
     """
@@ -66,6 +70,7 @@ class ShardedEvaluator:
         """Tag every word of the split and score it (when labelled). Call on every process."""
         accelerator = self.accelerator
         forward = model_forward(accelerator.unwrap_model(model))  # keeps the mixed-precision autocast
+        decoder = decoder_for_model(accelerator.unwrap_model(model), self.decoder)
         was_training = model.training
         model.eval()
         predictions: list[list[str] | None] = [None] * len(self.examples)
@@ -77,7 +82,7 @@ class ShardedEvaluator:
                         forward, self._batch_encoding(batch), len(self.decoder.labels), pad_id=self.aligner.pad_id,
                         batch_size=self.batch_size, device=accelerator.device,
                     ):
-                        local[k] = (batch[k], self.decoder(scores))
+                        local[k] = (batch[k], decoder(scores))
                     # Batch order, not completion order: gather_for_metrics drops the padding copies
                     # from the end of the last batch.
                     for index, tags in accelerator.gather_for_metrics(local, use_gather_object=True):
