@@ -129,3 +129,63 @@ def test_negative_context_size_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="--context_size -1 must be 0 or more"):
         DataTrainingArguments(train_file="x.txt", context_size=-1).to_configs(8)
+
+def test_predict_on_a_conll_file_uses_the_document_context(trained, monkeypatch) -> None:
+    """``tagtune predict`` on a CoNLL file passes the -DOCSTART- documents on to the alignment, so a
+    context-trained model sees the context there too, and tags exactly as evaluation does."""
+    from typer.testing import CliRunner
+
+    from tagtune.align import Aligner
+    from tagtune.checkpoint import load_checkpoint
+    from tagtune.cli import app
+    from tagtune.config import DataConfig
+    from tagtune.evaluate import evaluate_examples
+    from tagtune.inference import model_forward
+    from tagtune.readers import read_file
+
+    out, files, _ = trained
+    examples, _ = read_file(files["test"], DataConfig(test_file=files["test"]), split="test")
+    checkpoint = load_checkpoint(out)
+    evaluated = evaluate_examples(model_forward(checkpoint.model), checkpoint.aligner(), examples,
+                                  checkpoint.decoder("argmax")).predictions
+
+    seen_documents: list[str | None] = []
+    encode = Aligner.encode
+
+    def recording_encode(self, batch, *args, **kwargs):
+        seen_documents.extend(e.doc for e in batch)
+        return encode(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(Aligner, "encode", recording_encode)
+    predictions = out.parent / "predicted.conll"
+    result = CliRunner().invoke(app, ["predict", str(out), str(files["test"]), "--output", str(predictions),
+                                      "--output_format", "conll", "--precision", "fp32", "--decoding", "argmax"])
+    assert result.exit_code == 0, result.output
+    assert seen_documents == [e.doc for e in examples] and len(set(seen_documents)) == 2
+    blocks = [b for b in predictions.read_text().split("\n\n") if b.strip()]
+    assert [[line.split()[-1] for line in block.splitlines()] for block in blocks] == evaluated
+
+
+def test_prediction_chunks_end_between_documents(trained, monkeypatch) -> None:
+    from tagtune.config import DataConfig
+    from tagtune.predict import Tagger, load
+    from tagtune.readers import read_file
+
+    out, files, _ = trained
+    examples, _ = read_file(files["test"], DataConfig(test_file=files["test"]), split="test")
+    tagger = load(out, precision="fp32", chunk_words=5)  # every sentence alone would fill a chunk
+    chunks: list[list[str | None]] = []
+    tag_chunk = Tagger._tag_chunk
+
+    def recording(self, docs):
+        chunks.append([d.document for d in docs])
+        return tag_chunk(self, docs)
+
+    monkeypatch.setattr(Tagger, "_tag_chunk", recording)
+    predicted = list(tagger.predict_examples(examples))
+    assert [len(p.tags) for p in predicted] == [len(e.tokens) for e in examples]
+    assert [len(set(c)) for c in chunks] == [1, 1]  # one chunk per document, not per sentence
+    assert sum(map(len, chunks)) == len(examples)
+    unlabelled = list(tagger.predict_words([e.tokens for e in examples]))  # no documents: chunks as before
+    assert len(chunks) == 2 + len(examples)
+    assert [len(p.tags) for p in unlabelled] == [len(e.tokens) for e in examples]

@@ -18,7 +18,7 @@ from tagtune.align import Aligner, Encoding
 from tagtune.corpus import Example
 from tagtune.decode import Decoder
 from tagtune.fileio import atomic_write_text
-from tagtune.inference import Forward, iter_word_scores
+from tagtune.inference import DEFAULT_MAX_TOKENS, Forward, iter_word_scores
 from tagtune.metrics import EntityScorer
 from tagtune.progress import progress_bar
 
@@ -48,14 +48,15 @@ def iter_predicted_tags(
     *,
     pad_id: int,
     batch_size: int = 32,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, list[str], np.ndarray]]:
     """Yield ``(example_index, tags, word_scores)`` for each encoded example, in completion order."""
     for index, scores in iter_word_scores(
-        forward, encoding, len(decoder.labels), pad_id=pad_id, batch_size=batch_size, device=device,
-        autocast_dtype=autocast_dtype, progress=progress,
+        forward, encoding, len(decoder.labels), pad_id=pad_id, batch_size=batch_size, max_tokens=max_tokens,
+        device=device, autocast_dtype=autocast_dtype, progress=progress,
     ):
         yield index, decoder(scores), scores
 
@@ -88,11 +89,14 @@ def evaluate_examples(
     autocast_dtype: torch.dtype | None = None,
     description: str = "evaluating",
     chunk_size: int = 2000,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> EvalResult:
     """Predict every word of ``examples`` and score against their tags (when they have any).
 
     Examples are encoded and run ``chunk_size`` at a time (length-sorted within a chunk), so memory
     holds one chunk's windows and scores whatever the number of examples; only the tags are kept.
+    A batch holds at most ``batch_size`` windows and ``max_tokens`` padded sub-tokens, so its
+    activations are bounded too, however many long sentences the data has.
     """
     labelled = bool(examples) and all(e.tags is not None for e in examples)
     scorer = EntityScorer()
@@ -105,8 +109,8 @@ def evaluate_examples(
             windowed += encoding.windowed_examples
             tags: list[list[str] | None] = [None] * len(chunk)
             for index, predicted, _ in iter_predicted_tags(forward, encoding, decoder, pad_id=aligner.pad_id,
-                                                           batch_size=batch_size, device=device,
-                                                           autocast_dtype=autocast_dtype):
+                                                           batch_size=batch_size, max_tokens=max_tokens,
+                                                           device=device, autocast_dtype=autocast_dtype):
                 tags[index] = predicted
                 bar.update(1)
             assert all(t is not None for t in tags)

@@ -22,7 +22,7 @@ from tagtune.corpus import Example
 from tagtune.crf import decoder_for_model
 from tagtune.decode import Decoder
 from tagtune.evaluate import EvalResult
-from tagtune.inference import iter_word_scores, model_forward
+from tagtune.inference import DEFAULT_MAX_TOKENS, iter_word_scores, model_forward
 from tagtune.metrics import EntityScorer
 from tagtune.progress import progress_bar
 
@@ -80,7 +80,7 @@ class ShardedEvaluator:
                     local: list[tuple[int, list[str]] | None] = [None] * len(batch)
                     for k, scores in iter_word_scores(
                         forward, self._batch_encoding(batch), len(self.decoder.labels), pad_id=self.aligner.pad_id,
-                        batch_size=self.batch_size, device=accelerator.device,
+                        batch_size=self.batch_size, max_tokens=DEFAULT_MAX_TOKENS, device=accelerator.device,
                     ):
                         local[k] = (batch[k], decoder(scores))
                     # Batch order, not completion order: gather_for_metrics drops the padding copies

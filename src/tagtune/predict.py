@@ -26,6 +26,7 @@ import regex
 from tagtune.checkpoint import Checkpoint
 from tagtune.corpus import Example
 from tagtune.errors import ConfigError, ModelLoadError
+from tagtune.inference import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,6 @@ STRATEGIES: tuple[str, ...] = ("first", "average", "max", "simple")
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
 Backend = Literal["auto", "torch", "onnx"]
-# Windows are sorted by length, so a batch is bounded by padded tokens rather than by a count: short
-# sentences go many to a batch, long windows fewer. On the development CPU (2 cores, 4 MiB L2 each),
-# 64 windows / 1024 tokens beat 32 / unbounded and 128-256 / 4096-8192 for both torch and ONNX
-# Runtime (the activations of a batch stay in cache); 1,000 CoNLL sentences, MiniLM.
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_MAX_TOKENS = 1024
 
 # A word: letters, digits and marks, with the joiners CoNLL-2003 keeps inside one token (hyphen,
 # ampersand, apostrophe except before a clitic), invisible format characters allowed inside (the
@@ -165,6 +160,7 @@ class PredictConfig:
 class _Doc:
     text: str
     spans: list[tuple[int, int]] = field(default_factory=list)
+    document: str | None = None  # the id of the document a sentence belongs to, for document context
 
 
 class Tagger:
@@ -209,8 +205,18 @@ class Tagger:
 
     def predict_words(self, sentences: Iterable[Sequence[str]], *, progress: bool = False) -> Iterator[Prediction]:
         """Tag pre-split words; offsets refer to the words joined by single spaces (as the pipeline does)."""
-        docs = (_Doc(*word_spans(list(words))) for words in sentences)
-        return self._stream(docs, _total(sentences), progress)
+        return self.predict_examples((Example(tuple(words)) for words in sentences), progress=progress,
+                                     total=_total(sentences))
+
+    def predict_examples(self, examples: Iterable[Example], *, progress: bool = False,
+                         total: int | None = None) -> Iterator[Prediction]:
+        """Tag pre-split sentences with their document ids (``Example.doc``, as the readers give them).
+
+        A model trained with document context then sees the neighbouring sentences of the same
+        document, as it did in training; offsets are as in :meth:`predict_words`.
+        """
+        docs = (_Doc(*word_spans(list(e.tokens)), document=e.doc) for e in examples)
+        return self._stream(docs, total, progress)
 
     def metadata(self) -> dict[str, Any]:
         """What the tagger is: labels, scheme, backend, precision, settings (no filesystem paths)."""
@@ -235,9 +241,17 @@ class Tagger:
             chunk: list[_Doc] = []
             words = 0
             for doc in docs:
+                # A full chunk whose last sentence has a document waits for the next sentence: chunks
+                # end between documents, so that document context never stops at a chunk's edge (a
+                # document longer than ten chunks is cut anyway, to keep memory bounded).
+                if chunk and words >= self.config.chunk_words and (
+                        doc.document != chunk[-1].document or words >= 10 * self.config.chunk_words):
+                    yield from self._tag_chunk(chunk)
+                    bar.update(len(chunk))
+                    chunk, words = [], 0
                 chunk.append(doc)
                 words += len(doc.spans)
-                if words >= self.config.chunk_words:
+                if words >= self.config.chunk_words and doc.document is None:  # no context: cut now
                     yield from self._tag_chunk(chunk)
                     bar.update(len(chunk))
                     chunk, words = [], 0
@@ -249,7 +263,7 @@ class Tagger:
         from tagtune.inference import iter_word_scores
 
         simple = self.config.aggregation == "simple"
-        examples = [Example(tuple(doc.text[s:e] for s, e in doc.spans)) for doc in docs]
+        examples = [Example(tuple(doc.text[s:e] for s, e in doc.spans), doc=doc.document) for doc in docs]
         encoding = self.aligner.encode(examples, labelled=False, subtokens=self.config.aggregation != "first")
         results: list[Prediction | None] = [None] * len(docs)
         for index, scores in iter_word_scores(

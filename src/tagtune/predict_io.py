@@ -33,6 +33,7 @@ class Document:
     words: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
     id: str | None = None
+    document: str | None = None  # the document a sentence of a word file belongs to (document context)
 
 
 def resolve_input_format(path: Path, fmt: InputFormat, text_field: str = "text") -> str:
@@ -157,7 +158,7 @@ def _iter_word_records(path: Path, fmt: str, task_name: str) -> Iterator[Documen
         converter = RecordConverter(cfg, file_names_lookup(path, cfg), cells_are_text=False)
         stream = (read_json if fmt == "json" else read_jsonl)(path, converter)
     for example in stream:
-        yield Document(words=example.tokens, tags=example.tags, id=example.id or None)
+        yield Document(words=example.tokens, tags=example.tags, id=example.id or None, document=example.doc)
 
 
 # ---------------------------------------------------------------------- outputs

@@ -85,14 +85,16 @@ def _predict_all(tagger, sources, texts: list[str], text_field: str, task_name: 
 
 def _paired(tagger, documents: Iterable, *, words: bool, progress: bool) -> Iterator:
     """Predictions with their documents; the tagger reads documents lazily, in order."""
+    from tagtune.corpus import Example
+
     pending: deque = deque()
 
     def feed():
         for document in documents:
             pending.append(document)
-            yield document.words if words else document.text
+            yield Example(document.words, doc=document.document) if words else document.text
 
-    stream = tagger.predict_words(feed(), progress=progress) if words else tagger.predict(feed(), progress=progress)
+    stream = tagger.predict_examples(feed(), progress=progress) if words else tagger.predict(feed(), progress=progress)
     for prediction in stream:
         yield prediction, pending.popleft()
 
