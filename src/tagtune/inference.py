@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from tagtune.align import Aggregation, Encoding, WordCollector, iter_length_sorted_batches
+from tagtune.allocator import release_freed_memory_eagerly
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -85,6 +86,7 @@ def iter_word_scores(
     session with one intra-op thread: whole batches in parallel scale better than one small batch
     split across cores, and the bookkeeping here overlaps the forward passes.
     """
+    release_freed_memory_eagerly()  # activations of ever-changing shapes must not pile up in the heap
     collector = WordCollector(encoding.word_counts, num_labels, aggregation, encoding.token_words)
     token_index = encoding.token_index if aggregation != "first" else None
     # Examples with no words have no windows; they are complete from the start.
