@@ -13,6 +13,8 @@ Configurations (``--configs``):
     context32, context32_crf   --context_size 32 (at most 32 sub-tokens a side: 3.8x the sub-tokens of
                   plain instead of 5.4x), without / with --crf; not run unless named
     plain_random  --group_by_length false: upstream's random batches (62% padding); not run unless named
+    plain_tokens  --max_tokens_per_batch 640 (about 32 sentences of CoNLL's mean length, so about as many
+                  steps): every step weighs about as many tokens; not run unless named
 
 Each tagtune model is then scored in this process on validation and test with both decodings (one
 forward pass, decoded twice): ``argmax`` and constrained ``viterbi`` (with a CRF's transitions when it
@@ -50,6 +52,7 @@ TAGTUNE_CONFIGS: dict[str, list[str]] = {
     "context32": ["--context_size", "32"],
     "context32_crf": ["--context_size", "32", "--crf"],
     "plain_random": ["--group_by_length", "false"],
+    "plain_tokens": ["--max_tokens_per_batch", "640"],
 }
 CONFIGS = ("upstream", *TAGTUNE_CONFIGS)
 DEFAULT_CONFIGS = ("upstream", "plain", "context", "crf", "context_crf")
