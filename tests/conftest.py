@@ -132,3 +132,17 @@ def wait_until_healthy(process, base: str, seconds: float, describe) -> None:
             pass
         assert time.monotonic() < deadline, "tagtune serve did not start: " + describe()
         time.sleep(0.2)
+
+
+def stop_server(process, seconds: float = 30) -> None:
+    """Stop a ``tagtune serve`` process as a user would (SIGINT: graceful shutdown); one that does not
+    stop within ``seconds`` is killed and the test fails with ``TimeoutExpired``."""
+    import signal
+    import subprocess
+
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 import tagtune
-from conftest import WORDS, wait_until_healthy
+from conftest import WORDS, stop_server, wait_until_healthy
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 
@@ -222,13 +221,10 @@ def test_1000_hostile_and_1000_valid_requests(tiny_ner_dir: Path, tagger, tmp_pa
         assert rss_end - rss_start < RSS_GROWTH_LIMIT_MB, (rss_start, rss_end)
         print(f"2000 requests in {elapsed:.1f} s; server RSS {rss_start:.0f} -> {rss_end:.0f} MB")
     finally:
-        process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        log.close()
+            stop_server(process)
+        finally:
+            log.close()
     output = (tmp_path / "serve.log").read_text()
     assert process.returncode == 0, output[-3000:]
     assert "Traceback" not in output and "prediction failed" not in output, output[-3000:]

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import NER_LABELS, WORDS, wait_until_healthy
+from conftest import NER_LABELS, WORDS, stop_server, wait_until_healthy
 from tagtune.render import Colours, render_text
 
 MAX_CHARS = 150_000  # a 20,000-word document fits; the oversized text goes over it
@@ -87,12 +86,10 @@ def service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         wait_until_healthy(process, base, 90, log_path.read_text)
         yield base
     finally:
-        process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            stop_server(process)
+        finally:
+            log.close()
     assert process.returncode == 0, log_path.read_text()[-3000:]
 
 
