@@ -1,31 +1,35 @@
-"""Accuracy benchmark: the plain upstream recipe against tagtune's options, several seeds each.
+"""Accuracy benchmark: the upstream recipe against tagtune's training recipes, several seeds and settings.
 
-Every configuration trains the packaged MiniLM on CoNLL-2003 (the shared JSON files, whose ``doc``
-field gives the documents) with the same budget: 1 epoch, ``--max_seq_length 128``, batch 32,
-learning rate 5e-5, seeds 1 2 3. Each training run is its own subprocess, one after the other.
+Every run trains the packaged MiniLM on CoNLL-2003 (the shared JSON files, whose ``doc`` field gives the
+documents) with batch 32, learning rate 5e-5 and ``--max_seq_length 128``; each training run is its
+own subprocess, one after the other. Settings (``--settings``), so that the default recipe is chosen
+across data sizes and tasks, not on one corpus:
+
+    conll   NER, all 14,041 training sentences, 1 epoch (scored by entity F1)
+    small   NER, the first 3,000 training sentences, 3 epochs (entity F1)
+    pos     part-of-speech tags (CoNLL column 2), 3,000 sentences, 3 epochs (token accuracy)
+    chunk   chunk tags (CoNLL column 3), 3,000 sentences, 3 epochs (chunk F1)
 
 Configurations (``--configs``):
-    upstream      benchmarks/upstream_run_ner.py: transformers' run_ner.py recipe, arg-max, truncation
-    plain         tagtune run_ner.py, no option
-    context       + --document_context (neighbouring sentences of the document fill each window)
-    crf           + --crf (linear-chain CRF over words, learned transitions)
-    context_crf   + --document_context --crf
-    context32, context32_crf   --context_size 32 (at most 32 sub-tokens a side: 3.8x the sub-tokens of
-                  plain instead of 5.4x), without / with --crf; not run unless named
-    plain_random  --group_by_length false: upstream's random batches (62% padding); not run unless named
-    plain_tokens  --max_tokens_per_batch 640 (about 32 sentences of CoNLL's mean length, so about as many
-                  steps): every step weighs about as many tokens; not run unless named
+    upstream      benchmarks/upstream_run_ner.py: transformers' run_ner.py recipe (random batches,
+                  truncation); scored by its own arg-max *and* re-scored by tagtune's evaluator with
+                  both decodings ("upstream-trained model, tagtune Viterbi")
+    default       tagtune run_ner.py with no batching option: whatever the code's default is
+    grouped       --group_by_length true: length-grouped sentence-count batches (the default until 0.2)
+    random        --group_by_length false: upstream's random batches
+    tokens320 / tokens640 / tokens1280   --max_tokens_per_batch N: token-budget batches
+    context32     --context_size 32; crf  --crf; context  --document_context
+    loop_default  the Accelerate engine (run_ner_no_trainer.py) with no batching option
 
-Each tagtune model is then scored in this process on validation and test with both decodings (one
-forward pass, decoded twice): ``argmax`` and constrained ``viterbi`` (with a CRF's transitions when it
-has one). Reported: mean and standard deviation over seeds of test entity F1 per (configuration,
-decoding), each option's own effect as the mean paired (same seed) difference, and the best tagtune
-configuration chosen on *validation* F1 against the upstream recipe on test.
+Each model is scored in this process on validation and test with both decodings from one forward pass
+(``argmax`` and constrained ``viterbi``). Reported per setting: mean and standard deviation over seeds
+of the setting's metric per (configuration, decoding), training time (Trainer ``train_runtime``), each
+option's paired effect, and the checks of the default against the upstream recipe.
 
-    python benchmarks/bench_accuracy.py                                   # everything (hours on 2 cores)
-    python benchmarks/bench_accuracy.py --configs upstream plain --seeds 1
-    python benchmarks/bench_accuracy.py --max_train_samples 64 --max_eval_samples 32 --seeds 1 \\
-        --out benchmarks/out/accuracy_smoke                              # smoke run, a few minutes
+    python benchmarks/bench_accuracy.py --settings small pos chunk conll --configs upstream default grouped
+    python benchmarks/bench_accuracy.py --settings small --configs tokens320 tokens1280
+    python benchmarks/bench_accuracy.py --settings small --max_train_samples 64 --max_eval_samples 32 \\
+        --max_predict_samples 32 --seeds 1 --out benchmarks/out/accuracy_smoke     # smoke run, minutes
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,65 +48,82 @@ DATA = REPO.parent / "shared" / "data" / "conll2003"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import run_child
+from stamp import machine_stamp
 
+
+@dataclass(frozen=True)
+class Setting:
+    task: str
+    max_train_samples: int | None
+    epochs: int
+    metric: str  # "f1" (entities, chunks) or "accuracy" (POS: tags have no spans)
+
+
+SETTINGS = {
+    "conll": Setting("ner", None, 1, "f1"),
+    "small": Setting("ner", 3000, 3, "f1"),
+    "pos": Setting("pos", 3000, 3, "accuracy"),
+    "chunk": Setting("chunk", 3000, 3, "f1"),
+}
 TAGTUNE_CONFIGS: dict[str, list[str]] = {
-    "plain": [],
-    "context": ["--document_context"],
-    "crf": ["--crf"],
-    "context_crf": ["--document_context", "--crf"],
+    "default": [],
+    "grouped": ["--group_by_length", "true"],
+    "random": ["--group_by_length", "false"],
+    "tokens320": ["--max_tokens_per_batch", "320"],
+    "tokens640": ["--max_tokens_per_batch", "640"],
+    "tokens1280": ["--max_tokens_per_batch", "1280"],
     "context32": ["--context_size", "32"],
-    "context32_crf": ["--context_size", "32", "--crf"],
-    "plain_random": ["--group_by_length", "false"],
-    "plain_tokens": ["--max_tokens_per_batch", "640"],
+    "crf": ["--crf"],
+    "context": ["--document_context"],
+    "loop_default": [],
 }
 CONFIGS = ("upstream", *TAGTUNE_CONFIGS)
-DEFAULT_CONFIGS = ("upstream", "plain", "context", "crf", "context_crf")
+DEFAULT_CONFIGS = ("upstream", "default", "grouped")
 DECODINGS = ("argmax", "viterbi")
 # (name, configuration and decoding with the option, the same without it)
 EFFECTS = (
-    ("constrained decoding (plain)", ("plain", "viterbi"), ("plain", "argmax")),
-    ("constrained decoding (context)", ("context", "viterbi"), ("context", "argmax")),
-    ("constrained decoding (32-token context)", ("context32", "viterbi"), ("context32", "argmax")),
-    ("document context (viterbi)", ("context", "viterbi"), ("plain", "viterbi")),
-    ("document context (argmax)", ("context", "argmax"), ("plain", "argmax")),
-    ("CRF (viterbi, vs plain viterbi)", ("crf", "viterbi"), ("plain", "viterbi")),
-    ("CRF (viterbi, with context)", ("context_crf", "viterbi"), ("context", "viterbi")),
-    ("context + CRF (vs plain viterbi)", ("context_crf", "viterbi"), ("plain", "viterbi")),
-    ("32-token context (viterbi)", ("context32", "viterbi"), ("plain", "viterbi")),
-    ("32-token context (argmax)", ("context32", "argmax"), ("plain", "argmax")),
-    ("length-grouped batches (argmax, vs random batches)", ("plain", "argmax"), ("plain_random", "argmax")),
-    ("length-grouped batches (viterbi, vs random batches)", ("plain", "viterbi"), ("plain_random", "viterbi")),
-    ("32-token context + CRF (vs plain viterbi)", ("context32_crf", "viterbi"), ("plain", "viterbi")),
-    ("32-token context (with CRF, vs CRF)", ("context32_crf", "viterbi"), ("crf", "viterbi")),
-    ("tagtune plain argmax vs upstream", ("plain", "argmax"), ("upstream", "argmax")),
+    ("default recipe vs upstream-trained model (both tagtune Viterbi)", ("default", "viterbi"), ("upstream", "viterbi")),
+    ("default recipe vs upstream-trained model (both tagtune arg-max)", ("default", "argmax"), ("upstream", "argmax")),
+    ("constrained decoding (upstream-trained model)", ("upstream", "viterbi"), ("upstream", "argmax")),
+    ("constrained decoding (default recipe)", ("default", "viterbi"), ("default", "argmax")),
+    ("default recipe vs length-grouped (Viterbi)", ("default", "viterbi"), ("grouped", "viterbi")),
+    ("default recipe vs random batches (Viterbi)", ("default", "viterbi"), ("random", "viterbi")),
+    ("32-token context (Viterbi, vs default)", ("context32", "viterbi"), ("default", "viterbi")),
+    ("CRF (vs default, Viterbi)", ("crf", "viterbi"), ("default", "viterbi")),
+    ("Accelerate engine vs Trainer engine (default, Viterbi)", ("loop_default", "viterbi"), ("default", "viterbi")),
 )
 
 
-def common_flags(model: str, seed: int, max_train_samples: int | None) -> list[str]:
-    limit = ["--max_train_samples", str(max_train_samples)] if max_train_samples else []
-    return ["--model_name_or_path", model, "--max_seq_length", "128", "--per_device_train_batch_size", "32",
-            "--learning_rate", "5e-5", "--num_train_epochs", "1", "--seed", str(seed), *limit]
+def common_flags(model: str, seed: int, setting: Setting, args: argparse.Namespace) -> list[str]:
+    samples = args.max_train_samples or setting.max_train_samples
+    limit = ["--max_train_samples", str(samples)] if samples else []
+    return ["--model_name_or_path", model, "--per_device_train_batch_size", "32", "--learning_rate", "5e-5",
+            "--num_train_epochs", str(setting.epochs), "--seed", str(seed), "--task_name", setting.task, *limit]
 
 
-def upstream_command(model: str, seed: int, out: Path, args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "benchmarks/upstream_run_ner.py", *common_flags(model, seed, args.max_train_samples),
-               "--do_train", "--do_predict", "--train_file", str(args.data / "json/train.json"),
+def upstream_command(model: str, seed: int, setting: Setting, out: Path, args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, "benchmarks/upstream_run_ner.py", *common_flags(model, seed, setting, args),
+               "--max_seq_length", "128", "--do_train", "--do_predict", "--train_file", str(args.data / "json/train.json"),
                "--test_file", str(args.data / "json/test.json"), "--output_dir", str(out)]
     if args.max_predict_samples:
         command += ["--max_predict_samples", str(args.max_predict_samples)]
     return command
 
 
-def tagtune_command(model: str, seed: int, out: Path, flags: Sequence[str], args: argparse.Namespace) -> list[str]:
-    return [sys.executable, "examples/token-classification/run_ner.py", *common_flags(model, seed, args.max_train_samples),
-            "--do_train", "--train_file", str(args.data / "json/train.json"), "--output_dir", str(out),
-            "--overwrite_output_dir", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
-            *flags]
+def tagtune_command(model: str, seed: int, setting: Setting, out: Path, name: str,
+                    args: argparse.Namespace) -> list[str]:
+    common = [*common_flags(model, seed, setting, args), "--train_file", str(args.data / "json/train.json"),
+              "--output_dir", str(out), "--overwrite_output_dir"]
+    if name == "loop_default":
+        return [sys.executable, "examples/token-classification/run_ner_no_trainer.py", *common, "--max_length", "128"]
+    return [sys.executable, "examples/token-classification/run_ner.py", *common, "--max_seq_length", "128",
+            "--do_train", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
+            *TAGTUNE_CONFIGS[name]]
 
 
 def score_decodings(model_dir: Path, examples: Sequence, methods: Sequence[str] = DECODINGS,
                     batch_size: int = 32) -> tuple[dict[str, dict], float, int]:
-    """Entity scores of a saved model for each decoding from one forward pass.
+    """Entity scores and token accuracy of a saved model for each decoding from one forward pass.
 
     Returns:
         ``({method: EntityScorer.result()}, seconds, words)``; seconds cover encoding, forward passes and
@@ -129,12 +151,13 @@ def score_decodings(model_dir: Path, examples: Sequence, methods: Sequence[str] 
     return {m: s.result() for m, s in scorers.items()}, seconds, sum(len(e.tokens) for e in examples)
 
 
-def read_splits(args: argparse.Namespace) -> dict[str, list]:
+def read_splits(setting: Setting, args: argparse.Namespace) -> dict[str, list]:
     from tagtune.config import DataConfig
     from tagtune.train import prepare_data
 
     data = prepare_data(DataConfig(validation_file=args.data / "json/validation.json",
-                                   test_file=args.data / "json/test.json", max_eval_samples=args.max_eval_samples,
+                                   test_file=args.data / "json/test.json", task_name=setting.task,  # type: ignore[arg-type]
+                                   max_eval_samples=args.max_eval_samples,
                                    max_predict_samples=args.max_predict_samples))
     return {"validation": data.corpus.splits["validation"], "test": data.corpus.splits["test"]}
 
@@ -144,117 +167,152 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
             "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "n": len(values)}
 
 
-def summarize(runs: dict) -> dict:
-    """Per (configuration, decoding) test/validation F1 over seeds, option effects, and the verdict."""
+def summarize(runs: dict, setting: Setting) -> dict:
+    """Per (configuration, decoding) test/validation scores over seeds, training time, effects, checks."""
+    metric = setting.metric
     table: dict[str, dict] = {}
     for name, by_seed in runs.items():
+        times = [r["train_runtime_s"] for r in by_seed.values() if r.get("train_runtime_s")]
         for decoding in DECODINGS:
-            test = [r["test"][decoding] for r in by_seed.values() if decoding in r.get("test", {})]
+            test = [r["test"][decoding][metric] for r in by_seed.values() if decoding in r.get("test", {})]
             if not test:
                 continue
-            validation = [r["validation"][decoding] for r in by_seed.values() if decoding in r.get("validation", {})]
-            table[f"{name}/{decoding}"] = {"test_f1": mean_std(test),
-                                           **({"validation_f1": mean_std(validation)} if validation else {})}
+            validation = [r["validation"][decoding][metric] for r in by_seed.values()
+                          if decoding in r.get("validation", {})]
+            table[f"{name}/{decoding}"] = {"test": mean_std(test),
+                                           **({"validation": mean_std(validation)} if validation else {}),
+                                           **({"train_runtime_s": mean_std(times)} if times else {})}
+        own = [r["upstream_own_test_f1"] for r in by_seed.values() if r.get("upstream_own_test_f1") is not None]
+        if own and metric == "f1":
+            table[f"{name}/own arg-max"] = {"test": mean_std(own), "train_runtime_s": mean_std(times)}
     effects = {}
     for label, with_, without in EFFECTS:
         a, b = runs.get(with_[0], {}), runs.get(without[0], {})
-        diffs = [a[s]["test"][with_[1]] - b[s]["test"][without[1]] for s in a
-                 if s in b and with_[1] in a[s]["test"] and without[1] in b[s]["test"]]
+        diffs = [a[s]["test"][with_[1]][metric] - b[s]["test"][without[1]][metric] for s in a
+                 if s in b and with_[1] in a[s].get("test", {}) and without[1] in b[s].get("test", {})]
         if diffs:
-            effects[label] = {"test_f1_points": mean_std([100 * d for d in diffs])}
-    summary: dict = {"table": table, "effects": effects}
-    candidates = {k: v for k, v in table.items() if not k.startswith("upstream/") and "validation_f1" in v}
-    # Only configurations run with every seed compete: a one-seed mean is not comparable.
-    most_seeds = max((v["validation_f1"]["n"] for v in candidates.values()), default=0)
-    candidates = {k: v for k, v in candidates.items() if v["validation_f1"]["n"] == most_seeds}
-    if candidates:
-        best = max(candidates, key=lambda k: candidates[k]["validation_f1"]["mean"])
-        summary["best_by_validation"] = best
-        if "upstream/argmax" in table:
-            gap = 100 * (table[best]["test_f1"]["mean"] - table["upstream/argmax"]["test_f1"]["mean"])
-            summary["best_minus_upstream_test_f1_points"] = round(gap, 2)
-            summary["target_1.5_points_met"] = gap >= 1.5
+            effects[label] = mean_std([100 * d for d in diffs])
+    summary: dict = {"metric": metric, "table": table, "effects": effects}
+    default, upstream = table.get("default/viterbi"), table.get("upstream/viterbi")
+    if default and upstream:
+        checks = {"default_minus_upstream_trained_viterbi_points":
+                  round(100 * (default["test"]["mean"] - upstream["test"]["mean"]), 2)}
+        own = table.get("upstream/own arg-max")
+        if own:
+            checks["default_minus_upstream_own_argmax_points"] = round(100 * (default["test"]["mean"] - own["test"]["mean"]), 2)
+        if "train_runtime_s" in default and "train_runtime_s" in upstream:
+            checks["train_time_ratio_default_over_upstream"] = round(
+                default["train_runtime_s"]["mean"] / upstream["train_runtime_s"]["mean"], 3)
+        summary["checks"] = checks
     return summary
 
 
-def markdown(summary: dict) -> str:
-    lines = ["| configuration / decoding | test F1 mean | std | validation F1 mean | seeds |", "|---|---|---|---|---|"]
+def markdown(name: str, setting: Setting, summary: dict) -> str:
+    what = "token accuracy" if setting.metric == "accuracy" else "F1"
+    lines = [f"### {name}: {setting.task}, {setting.max_train_samples or 'all'} training sentences, "
+             f"{setting.epochs} epoch(s); test {what}", "",
+             f"| configuration / decoding | test {what} mean | std | validation mean | train s (mean) | seeds |",
+             "|---|---|---|---|---|---|"]
     for key, row in summary["table"].items():
-        val = row.get("validation_f1", {}).get("mean")
-        lines.append(f"| {key} | {100 * row['test_f1']['mean']:.2f} | {100 * row['test_f1']['std']:.2f} | "
-                     f"{'' if val is None else f'{100 * val:.2f}'} | {row['test_f1']['n']} |")
-    lines += ["", "| option | effect on test F1 (points, paired by seed) | std |", "|---|---|---|"]
+        val = row.get("validation", {}).get("mean")
+        secs = row.get("train_runtime_s", {}).get("mean")
+        lines.append(f"| {key} | {100 * row['test']['mean']:.2f} | {100 * row['test']['std']:.2f} | "
+                     f"{'' if val is None else f'{100 * val:.2f}'} | {'' if secs is None else f'{secs:.1f}'} | "
+                     f"{row['test']['n']} |")
+    lines += ["", "| effect | test points, paired by seed | std | seeds |", "|---|---|---|---|"]
     for label, effect in summary["effects"].items():
-        lines.append(f"| {label} | {effect['test_f1_points']['mean']:+.2f} | {effect['test_f1_points']['std']:.2f} |")
-    if "best_by_validation" in summary:
-        lines += ["", f"best tagtune configuration (validation): {summary['best_by_validation']}"]
-    if "best_minus_upstream_test_f1_points" in summary:
-        lines.append(f"best minus upstream, test F1: {summary['best_minus_upstream_test_f1_points']:+.2f} points")
+        lines.append(f"| {label} | {effect['mean']:+.2f} | {effect['std']:.2f} | {effect['n']} |")
+    for key, value in summary.get("checks", {}).items():
+        lines.append(f"\n{key}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def train_and_score(name: str, seed: int, setting: Setting, out: Path, model: str, splits_of, args) -> dict | None:
+    """One training run in its own process, then its model scored here; ``None`` when it failed."""
+    command = (upstream_command(model, seed, setting, out, args) if name == "upstream"
+               else tagtune_command(model, seed, setting, out, name, args))
+    log = out.parent / f"{out.name}.log"
+    code, wall, rss = run_child(command, log)
+    if code != 0:
+        print(f"  failed (exit {code}); see {log}", flush=True)
+        return None
+    record: dict = {"train_wall_s": round(wall, 1), "peak_rss_mb": round(rss, 1), "load_average": machine_stamp()["load_average"]}
+    if name == "upstream":
+        raw = json.loads((out / "upstream_figures.json").read_text())
+        record["train_runtime_s"] = raw.get("train_runtime_s")
+        record["upstream_own_test_f1"] = raw.get("test_f1")
+        record["train_padding_fraction"] = raw.get("train_padding_fraction")
+    else:
+        raw = json.loads((out / "train_results.json").read_text()) if (out / "train_results.json").is_file() else {}
+        record["train_runtime_s"] = raw.get("train_runtime")
+        record["train_padding_fraction"] = raw.get("train_padding_fraction")
+    splits = splits_of()
+    for split in ("validation", "test"):
+        scores, seconds, words = score_decodings(out, splits[split])
+        record[split] = {m: {"f1": scores[m]["f1"], "accuracy": scores[m]["accuracy"]} for m in scores}
+        record[f"{split}_words_per_s"] = round(words / seconds, 1)
+    return record
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "accuracy")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), choices=CONFIGS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--max_train_samples", type=int, default=None, help="override the setting's (smoke runs)")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="validation sentences scored")
     parser.add_argument("--max_predict_samples", type=int, default=None, help="test sentences scored")
-    parser.add_argument("--keep-going", action="store_true", help="skip a failed run instead of stopping")
+    parser.add_argument("--keep_models", action="store_true", help="keep each run's model directory")
     args = parser.parse_args(argv)
     if not (args.data / "json" / "train.json").is_file():
         sys.exit(f"CoNLL-2003 not found at {args.data}")
+    import shutil
+
     from tagtune.defaults import packaged_model_dir
 
     model = str(packaged_model_dir())
-    args.out.mkdir(parents=True, exist_ok=True)
-    results_file = args.out / "runs.json"
-    # Finished runs are kept, so an interrupted benchmark resumes where it stopped.
-    runs: dict = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    splits = None
-    # Seeds outside, configurations inside: a benchmark cut short still compares every configuration.
-    for seed in args.seeds:
-        for name in args.configs:
-            key = str(seed)
-            if key in runs.get(name, {}):
-                print(f"{name} seed {seed}: already done", flush=True)
-                continue
-            out = args.out / f"{name}_seed{seed}"
-            command = (upstream_command(model, seed, out, args) if name == "upstream"
-                       else tagtune_command(model, seed, out, TAGTUNE_CONFIGS[name], args))
-            print(f"training {name} seed {seed} ...", flush=True)
-            code, wall, rss = run_child(command, args.out / f"{name}_seed{seed}.log")
-            if code != 0:
-                message = f"{name} seed {seed} failed (exit {code}); see {args.out / f'{name}_seed{seed}.log'}"
-                if args.keep_going:
-                    print(message, flush=True)
+    command = " ".join(["python benchmarks/bench_accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+    report = []
+    for setting_name in args.settings:
+        setting = SETTINGS[setting_name]
+        folder = args.out / setting_name
+        folder.mkdir(parents=True, exist_ok=True)
+        results_file = folder / "runs.json"
+        # Finished runs are kept, so an interrupted benchmark resumes where it stopped.
+        runs: dict = json.loads(results_file.read_text()) if results_file.is_file() else {}
+        cache: dict = {}
+
+        def splits_of(setting=setting, cache=cache):
+            if "splits" not in cache:
+                cache["splits"] = read_splits(setting, args)
+            return cache["splits"]
+
+        # Seeds outside, configurations inside: a benchmark cut short still compares every configuration.
+        for seed in args.seeds:
+            for name in args.configs:
+                if str(seed) in runs.get(name, {}):
                     continue
-                sys.exit(message)
-            record: dict = {"train_wall_s": round(wall, 1), "peak_rss_mb": round(rss, 1)}
-            if name == "upstream":
-                raw = json.loads((out / "upstream_figures.json").read_text())
-                record["test"] = {"argmax": raw["test_f1"]}
-                record["test_f1_all_words"] = raw["test_f1_all_words"]
-            else:
-                splits = splits or read_splits(args)
-                raw = json.loads((out / "train_results.json").read_text()) if (out / "train_results.json").is_file() else {}
-                record["train_runtime_s"] = raw.get("train_runtime")
-                for split in ("validation", "test"):
-                    scores, seconds, words = score_decodings(out, splits[split])
-                    record[split] = {m: scores[m]["f1"] for m in scores}
-                    record[f"{split}_words_per_s"] = round(words / seconds, 1)
-            runs.setdefault(name, {})[key] = record
-            results_file.write_text(json.dumps(runs, indent=2) + "\n")
-            print(f"  {json.dumps(record)}", flush=True)
-    summary = summarize(runs)
-    figures = {"command": " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-               "model": model, "runs": runs, **summary}
-    (args.out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
-    (args.out / "RESULTS.md").write_text(markdown(summary))
-    print(markdown(summary))
-    return figures
+                print(f"{setting_name}: training {name} seed {seed} ...", flush=True)
+                out = folder / f"{name}_seed{seed}"
+                record = train_and_score(name, seed, setting, out, model, splits_of, args)
+                if not args.keep_models:
+                    shutil.rmtree(out, ignore_errors=True)
+                if record is None:
+                    continue
+                runs.setdefault(name, {})[str(seed)] = record
+                results_file.write_text(json.dumps(runs, indent=2) + "\n")
+                print(f"  {json.dumps({k: record[k] for k in ('train_runtime_s', 'test')})}", flush=True)
+        summary = summarize(runs, setting)
+        figures = {"command": command, "setting": setting_name, "model": model, "stamp": machine_stamp(),
+                   "runs": runs, **summary}
+        (folder / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+        report.append(markdown(setting_name, setting, summary))
+    text = "\n".join(report)
+    (args.out / "RESULTS.md").write_text(text)
+    print(text)
+    return {"report": text}
 
 
 if __name__ == "__main__":
