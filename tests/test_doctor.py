@@ -226,6 +226,8 @@ def test_cli_text_json_and_strict(tmp_path, tiny_bert_dir):
 
 @pytest.mark.slow
 def test_conll2003_label_sets(conll2003_dir):
+    if not (conll2003_dir / "json" / "train.json").is_file():
+        pytest.skip(f"CoNLL-2003's integer-id JSON is not at {conll2003_dir / 'json'}")
     names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
     json_diagnosis = diagnose({"train": conll2003_dir / "json" / "train.json"}, DataConfig())
     assert json_diagnosis.labels == names and json_diagnosis.splits["train"].sentences == 14041

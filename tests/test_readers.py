@@ -519,6 +519,7 @@ def test_hub_probe(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------- the shared CoNLL-2003 copy
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CONLL2003.is_dir(), reason="shared CoNLL-2003 data not present")
 def test_conll2003_shared_data() -> None:
     train, names = read_file(CONLL2003 / "train.txt", CFG)

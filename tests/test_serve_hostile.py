@@ -24,7 +24,8 @@ import pytest
 import tagtune
 from conftest import WORDS, stop_server, wait_until_healthy
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+pytestmark = [pytest.mark.load,
+              pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")]
 
 KEY = "test-key-3b1f"
 MAX_TEXTS, MAX_CHARS, MAX_BODY = 8, 2000, 20_000

@@ -26,6 +26,8 @@ import pytest
 from conftest import NER_LABELS, WORDS, stop_server, wait_until_healthy
 from tagtune.render import Colours, render_text
 
+pytestmark = pytest.mark.browser
+
 MAX_CHARS = 150_000  # a 20,000-word document fits; the oversized text goes over it
 TEXT = "Peter Blackburn said the EU rejects German call to boycott British lamb in Brussels."
 WAIT = 60

@@ -1,16 +1,49 @@
 #!/usr/bin/env bash
-# The upstream example's run.sh, on local files: fine-tune on CoNLL-2003 with the Trainer engine.
-# Usage: bash examples/token-classification/run.sh [MODEL_DIR] [DATA_DIR] [OUTPUT_DIR] [extra run_ner.py flags...]
+# Upstream's run.sh for tagtune: fine-tune, evaluate and predict with run_ner.py (the Trainer engine).
+#
+#   bash examples/token-classification/run.sh                      # packaged MiniLM on tagtune's sample data
+#   bash examples/token-classification/run.sh --seed 1 --num_train_epochs 1
+#   bash examples/token-classification/run.sh --model_name_or_path path/to/model \
+#     --train_file train.json --validation_file validation.json --test_file test.json --output_dir out/ner
+#
+# Every argument is a run_ner.py flag and is passed on as given, after --do_train --do_eval (so it may
+# override them: --do_eval false). The model (the packaged MiniLM), the data (tagtune's sample CoNLL files,
+# with --do_predict on their test file) and the output directory (/tmp/test-ner, replaced on each run) are
+# only defaults, found through python: each is left out as soon as you pass --model_name_or_path, any of
+# --train_file / --validation_file / --test_file / --dataset_name, or --output_dir. --do_predict is added
+# for a --test_file of yours too. PYTHON picks the interpreter (default: python).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-model="${1:-$(python -c 'from tagtune.defaults import packaged_model_dir; print(packaged_model_dir())')}"
-data="${2:-$here/../../../shared/data/conll2003/json}"
-out="${3:-/tmp/test-ner}"
-shift $(( $# < 3 ? $# : 3 ))
-python "$here/run_ner.py" \
-  --model_name_or_path "$model" \
-  --train_file "$data/train.json" --validation_file "$data/validation.json" --test_file "$data/test.json" \
-  --output_dir "$out" --overwrite_output_dir \
-  --do_train --do_eval --do_predict \
-  --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 5e-5 --num_train_epochs 1 \
-  "$@"
+python="${PYTHON:-python}"
+
+# Whether one of the flags named was passed (as --flag, --flag=value or the --dash-spelling).
+given() {
+  local arg wanted
+  for arg in "${passed[@]}"; do
+    arg="${arg%%=*}"
+    for wanted in "$@"; do
+      if [ "${arg//-/_}" = "${wanted//-/_}" ]; then return 0; fi
+    done
+  done
+  return 1
+}
+
+passed=("$@")
+defaults=()
+if ! given --model_name_or_path; then
+  model="$("$python" -c 'from tagtune.defaults import packaged_model_dir; print(packaged_model_dir())')"
+  defaults+=(--model_name_or_path "$model")
+fi
+if ! given --train_file --validation_file --test_file --dataset_name; then
+  sample="$("$python" -c 'from tagtune.defaults import sample_data_files
+for split, path in sample_data_files().items(): print(f"--{split}_file={path}")')"
+  while IFS= read -r flag; do defaults+=("$flag"); done <<< "$sample"
+  defaults+=(--do_predict)
+elif given --test_file; then
+  defaults+=(--do_predict)
+fi
+if ! given --output_dir; then
+  defaults+=(--output_dir /tmp/test-ner --overwrite_output_dir)
+fi
+
+exec "$python" "$here/run_ner.py" "${defaults[@]}" --do_train --do_eval "$@"
