@@ -71,6 +71,34 @@ def build_tiny_roberta(path: Path, num_labels: int = 2) -> Path:
     return path
 
 
+def build_tiny_xlmr(path: Path, num_labels: int = 2) -> Path:
+    """A 2-layer XLM-R with a SentencePiece-style tokenizer trained here (Unigram model, Metaspace
+    pre-tokenizer, as XLM-R and DeBERTa-v3 have), saved as safetensors."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import XLMRobertaConfig, XLMRobertaForTokenClassification, XLMRobertaTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    unigram.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    text = " ".join(WORDS + [w.capitalize() for w in WORDS] + list(string.ascii_letters + string.digits + "-/?=&.:"))
+    unigram.train_from_iterator([text] * 20, trainer=trainers.UnigramTrainer(
+        vocab_size=400, special_tokens=specials, unk_token="<unk>"))
+    unigram.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[(t, unigram.token_to_id(t)) for t in ("<s>", "</s>")])
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_object=unigram, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                        cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(path)
+    config = XLMRobertaConfig(vocab_size=unigram.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=2, intermediate_size=64, max_position_embeddings=520,
+                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, num_labels=num_labels)
+    XLMRobertaForTokenClassification(config).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
@@ -85,6 +113,14 @@ def tiny_roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"))
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    return build_tiny_xlmr(tmp_path_factory.mktemp("tiny-xlmr"))
 
 
 @pytest.fixture(scope="session")

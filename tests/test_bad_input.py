@@ -33,6 +33,8 @@ sys.path.insert(0, str(EXAMPLES))
 NAMES = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
 GOOD = "EU B-ORG\nrejects O\n\n"
 OK = {"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}
+TAGGED_CONLLU = "1\tEU\teu\tB-ORG\t_\t_\t0\troot\t_\t_\n"  # UPOS only: no XPOS
+UNTAGGED_CONLLU = "# sent_id = u1\n1\tEU\t_\t_\t_\t_\t0\troot\t_\t_\n2\trejects\t_\t_\t_\t_\t1\tdep\t_\t_\n"
 
 
 def jsonl(*records: object) -> str:
@@ -150,6 +152,11 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["b.jsonl:2: 2 words in 'tokens' but 1 tags in 'ner_tags'"]),
     ("record missing the tag column", lambda e: e.train(e.file("c.jsonl", jsonl(OK, {"tokens": ["a"]}))),
      ["c.jsonl:2: missing column 'ner_tags'"]),
+    ("tags only after an untagged first record",
+     lambda e: e.train(e.file("late.jsonl", jsonl({"tokens": ["a"]}, OK))),
+     ["late.jsonl:2: has tags in 'ner_tags' but the first record", "late.jsonl:1) has none"]),
+    ("training data without tags", lambda e: e.train(e.file("words.jsonl", jsonl({"tokens": ["EU", "rejects"]}))),
+     ["words.jsonl: the train data has words but no tags", "no 'ner_tags' column", "needs a tag for every word"]),
     ("tokens not a list",
      lambda e: e.train(e.file("d.jsonl", jsonl(OK, {"tokens": "a b", "ner_tags": ["O"]}))),
      ["d.jsonl:2: column 'tokens' should hold a list of words, found a string"]),
@@ -291,6 +298,13 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("evaluate data without tags",
      lambda e: ["evaluate", str(e.named), e.file("words.txt", "EU\nrejects\n"), "--quiet"],
      ["words.txt: has no tag column to evaluate against"]),
+    ("evaluate CoNLL-U whose tag column holds only '_'",
+     lambda e: ["evaluate", str(e.named), e.file("u.conllu", UNTAGGED_CONLLU), "--quiet"],
+     ["u.conllu: has no tag column to evaluate against"]),
+    ("evaluate CoNLL-U with a sentence without tags",
+     lambda e: ["evaluate", str(e.named), e.file("p.conllu", TAGGED_CONLLU + "\n" + UNTAGGED_CONLLU), "--quiet"],
+     ["p.conllu:4: a sentence without tags in test data whose other sentences have them",
+      "tagtune evaluate needs a tag for every word"]),
     ("evaluate unknown decoding", lambda e: ["evaluate", str(e.named), e.good(), "--decoding", "beam"],
      ["--decoding 'beam' is not one of viterbi, argmax"]),
     ("evaluate zero batch size", lambda e: ["evaluate", str(e.named), e.good(), "--batch_size", "0"],
@@ -311,6 +325,30 @@ RUN_NER_CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("run_ner: no data", lambda e: e.ner(), ["no data: pass --train_file"]),
     ("run_ner: arguments file not JSON", lambda e: [e.file("args.json", "{bad")],
      ["args.json: Expecting property"]),
+    ("run_ner: JSON lines with only tokens",
+     lambda e: e.ner("--train_file", e.file("tokens.jsonl", jsonl({"tokens": ["EU", "rejects"]}, {"tokens": ["a"]}))),
+     ["tokens.jsonl: the train data has words but no tags",
+      "its records have no 'ner_tags' column: add it, or name the tag column with --label_column_name",
+      "--do_train needs a tag for every word"]),
+    ("run_ner: CoNLL file with a single column",
+     lambda e: e.ner("--train_file", e.file("words.txt", "EU\nrejects\n\nGerman\n")),
+     ["words.txt: the train data has words but no tags",
+      "its word lines have a single column, the word: add a tag column after it", "--do_train needs"]),
+    ("run_ner: CoNLL-U XPOS column of '_'",
+     lambda e: e.ner("--train_file", e.file("x.conllu", TAGGED_CONLLU), "--conllu_tag", "xpos"),
+     ["x.conllu: the train data has words but no tags", "its XPOS column holds only '_'; pass --conllu_tag upos"]),
+    ("run_ner: untagged validation data for --do_eval",
+     lambda e: e.ner("--train_file", e.good(), "--validation_file", e.file("dev.txt", "EU\nrejects\n"), "--do_eval"),
+     ["dev.txt: the validation data has words but no tags", "--do_eval needs a tag for every word"]),
+    ("run_ner: untagged validation data evaluated while training",
+     lambda e: e.ner("--train_file", e.good(), "--validation_file", e.file("dev.jsonl", jsonl({"tokens": ["a"]})),
+                     "--eval_strategy", "epoch"),
+     ["dev.jsonl: the validation data has words but no tags", "evaluation during training (--eval_strategy epoch)"]),
+    ("run_ner: test data partly tagged for scoring",
+     lambda e: e.ner("--train_file", e.good(), "--test_file", e.file("t.conllu", TAGGED_CONLLU + "\n" + UNTAGGED_CONLLU),
+                     "--do_predict"),
+     ["t.conllu:4: a sentence without tags in test data whose other sentences have them", "t.conllu:1)",
+      "scoring --do_predict needs a tag for every word"]),
     ("run_ner: tokens and tags of different lengths",
      lambda e: e.ner("--train_file", e.file("b.jsonl", jsonl({"tokens": ["a", "b"], "ner_tags": ["O"]}))),
      ["b.jsonl:1: 2 words in 'tokens' but 1 tags"]),
@@ -324,6 +362,15 @@ LOOP_CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("run_ner_no_trainer: unknown flag",
      lambda e: ["--model_name_or_path", str(e.tiny), "--train_file", e.good(), "--zzz", "1"],
      ["unrecognized arguments: --zzz 1"]),
+    ("run_ner_no_trainer: JSON lines with only tokens",
+     lambda e: ["--model_name_or_path", str(e.tiny), "--output_dir", str(e.root / "out"),
+                "--train_file", e.file("tokens.jsonl", jsonl({"tokens": ["EU", "rejects"]}))],
+     ["tokens.jsonl: the train data has words but no tags", "no 'ner_tags' column", "training needs a tag"]),
+    ("run_ner_no_trainer: untagged validation data",
+     lambda e: ["--model_name_or_path", str(e.tiny), "--output_dir", str(e.root / "out"), "--train_file", e.good(),
+                "--validation_file", e.file("dev.txt", "EU\nrejects\n")],
+     ["dev.txt: the validation data has words but no tags", "its word lines have a single column",
+      "evaluation (--validation_file) needs a tag for every word"]),
 ]
 
 # Other verbs, when present.
@@ -528,6 +575,21 @@ def test_invalid_iob_is_repaired_with_a_counted_warning(env: Env, capsys, caplog
         f"repaired 2 invalid IOB2 tags in 2 sentences (first: {data}:9 word 2: 'I-PER' after 'O')"]
     code = run(invoke, ["evaluate", str(env.named), data, "--quiet", "--strict_labels"])
     assert_one_error_line(code, capsys.readouterr(), [f"{data}:9 word 2: invalid IOB2: 'I-PER' after 'O'"])
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("words.conll", "EU\nrejects\n\nGerman\n", [2, 1]),
+    ("words.jsonl", jsonl({"tokens": ["EU", "rejects"]}, {"tokens": ["German"]}), [2, 1]),
+    ("words.conllu", UNTAGGED_CONLLU + "\n" + UNTAGGED_CONLLU.replace("u1", "u2"), [2, 2])])
+def test_predict_on_untagged_words_is_fine(env: Env, name: str, content: str, words: list[int], capsys) -> None:
+    """What training and scoring refuse, tagtune predict tags: one tag per word, no gold column."""
+    from tagtune.cli import invoke
+
+    env.root.mkdir()
+    assert run(invoke, ["predict", str(env.named), env.file(name, content), "--quiet", "-f", "conll"]) == 0
+    blocks = [block.splitlines() for block in capsys.readouterr().out.strip().split("\n\n")]
+    assert [len(block) for block in blocks] == words
+    assert all(len(line.split()) == 2 for block in blocks for line in block)  # word, predicted
 
 
 def test_pickled_weights_accepted_with_allow_pickle(env: Env, capsys) -> None:

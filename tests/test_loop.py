@@ -72,12 +72,14 @@ def bert_no_dropout(tiny_bert_dir, tmp_path_factory) -> Path:
     return path
 
 
-def flags(model: Path, data: dict, output: Path, *extra: str) -> list[str]:
+def flags(model: Path, data: dict, output: Path, *extra: str, batching: tuple[str, ...] = ("--group_by_length",)) -> list[str]:
+    """The loop's flags on the test data. ``batching``: these tests count sentence-count batches (length-grouped,
+    as the loop batched before token budgets became the default); the token-budget default has its own tests."""
     d = data["dir"]
     return ["--model_name_or_path", str(model), "--train_file", str(d / "train.json"),
             "--validation_file", str(d / "dev.json"), "--test_file", str(d / "test.json"),
             "--output_dir", str(output), "--max_length", "24", "--per_device_eval_batch_size", "4",
-            "--learning_rate", "5e-3", "--seed", "3", *extra]
+            "--learning_rate", "5e-3", "--seed", "3", *batching, *extra]
 
 
 def subprocess_env(tmp_path: Path) -> dict[str, str]:
@@ -195,7 +197,7 @@ def test_sigkill_then_resume_latest_continues_exactly(tiny_bert_dir, data, tmp_p
     a, b = results(straight), results(killed)
     assert a["train_steps"] == b["train_steps"] == 22
     assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-6)
-    timing = ("train_runtime", "train_samples_per_second")
+    timing = ("train_runtime", "train_samples_per_second", "train_real_tokens_per_second")
     assert {k: v for k, v in b.items() if k not in timing} == \
         pytest.approx({k: v for k, v in a.items() if k not in timing}, abs=1e-6)
     from safetensors.torch import load_file
@@ -488,7 +490,7 @@ def test_crf_checkpoints_resume_exactly(tiny_bert_dir, data, tmp_path, in_proces
     _release_accelerate_state()  # the refused run stopped after creating its Accelerator
     b = main(flags(tiny_bert_dir, data, resumed, *extra, "--resume_from_checkpoint", "latest"))
     assert b["train_steps"] == a["train_steps"] == 4
-    timing = ("train_runtime", "train_samples_per_second")
+    timing = ("train_runtime", "train_samples_per_second", "train_real_tokens_per_second")
     assert {k: v for k, v in b.items() if k not in timing} == \
         pytest.approx({k: v for k, v in a.items() if k not in timing}, abs=1e-6)
     assert np.abs(read_crf_file(straight)[2] - read_crf_file(resumed)[2]).max() <= 1e-6

@@ -3,7 +3,13 @@
 A sentence becomes one or more *windows* (model inputs). Long sentences are cut into overlapping
 windows, never truncated. Every word is *owned* by exactly one window: the one whose core region holds
 the word's first sub-token. Only owned first sub-tokens carry a label at training time and give the
-word's prediction at inference time, so every input word gets exactly one prediction.
+word's prediction at inference time, so every input word gets exactly one prediction. A window that
+owns nothing (it holds only the inside of a long word) is not emitted.
+
+A single word longer than :attr:`Aligner.word_cap` sub-tokens (a URL, a base64 blob, a chemical name)
+keeps only its first ``word_cap`` sub-tokens: its first sub-token still carries its label and
+prediction, and half a window is left for the words around it. Such words are counted
+(:attr:`Encoding.long_words`).
 
 Positions that are special tokens, later sub-tokens of a word (unless ``label_all_tokens``), overlap
 outside a window's core, or document context carry label ``-100`` and ``word_index == -1``.
@@ -108,6 +114,9 @@ class Encoding:
         word_counts: Number of words of each example.
         windowed_examples: Number of examples that needed more than one window.
         replaced_words: Number of words that tokenized to nothing and were encoded as the unknown token.
+        long_words: Number of words longer than the aligner's ``word_cap`` sub-tokens, cut to their first
+            ``word_cap`` (the rest of their sub-tokens are not model input).
+        first_long_word: Where the first such word is (``file:line word n``) and its length, for a warning.
         token_index: Only with ``encode(..., subtokens=True)``: per position, the index of the example's
             content sub-token whose scores this position gives (window core only), or -1. The cores
             tile the content, so every sub-token is given by exactly one window.
@@ -123,6 +132,8 @@ class Encoding:
     word_counts: list[int] = field(default_factory=list)
     windowed_examples: int = 0
     replaced_words: int = 0
+    long_words: int = 0
+    first_long_word: str | None = None
     token_index: list[list[int]] | None = None
     token_words: list[np.ndarray] | None = None
     token_offsets: list[np.ndarray] | None = None
@@ -181,6 +192,9 @@ class Aligner:
                 f"--stride {config.stride} must be between 0 and {self.budget // 2} for "
                 f"--max_seq_length {config.max_length}"
             )
+        # A word longer than this many sub-tokens is cut to them: it fits in one window with room for
+        # its neighbours, and its first sub-token (which carries its tag) is always model input.
+        self.word_cap = max(1, self.budget // 2)
         self._b_to_i = self._continuation_ids() if self.label2id else {}
         self._unk_word = tokenizer.unk_token or "?"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -199,16 +213,20 @@ class Aligner:
         return mapping
 
     def _tokenize_words(self, batch: Sequence[Sequence[str]]) -> tuple[list[list[int]], list[list[int]], int]:
-        """Sub-token ids and word ids per sentence; words that vanish are re-encoded as unknown."""
-        ids, word_ids, _, replaced = self._tokenize(batch, with_offsets=False)
+        """Sub-token ids and word ids per sentence; words that vanish are re-encoded as unknown, words
+        longer than :attr:`word_cap` sub-tokens are cut."""
+        ids, word_ids, _, replaced, _ = self._tokenize(batch, with_offsets=False)
         return ids, word_ids, replaced
 
     def _tokenize(self, batch: Sequence[Sequence[str]], with_offsets: bool
-                  ) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]] | None, int]:
-        """:meth:`_tokenize_words` plus, when asked, each sub-token's character offsets in its word."""
+                  ) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]] | None, int,
+                             list[tuple[int, int, int]]]:
+        """:meth:`_tokenize_words` plus, when asked, each sub-token's character offsets in its word, and
+        ``(sentence, word, sub-tokens)`` of every word that was cut."""
         encoded = self.tokenizer([list(words) for words in batch], is_split_into_words=True,
                                  add_special_tokens=False, return_offsets_mapping=with_offsets)
         all_ids, all_word_ids, replaced = [], [], 0
+        long_words: list[tuple[int, int, int]] = []
         all_offsets: list[list[tuple[int, int]]] | None = [] if with_offsets else None
         for i, words in enumerate(batch):
             ids, word_ids = encoded["input_ids"][i], encoded.word_ids(i)
@@ -228,11 +246,18 @@ class Aligner:
                 replaced += len(missing)
                 if set(range(len(words))) - set(word_ids):
                     raise AlignmentError(f"words {sorted(missing)} produce no sub-token even as '{self._unk_word}'")
-            all_ids.append(list(ids))
-            all_word_ids.append(list(word_ids))
+            ids, word_ids = list(ids), list(word_ids)
+            if len(ids) - len(words) >= self.word_cap:  # only then can one word be longer than the cap
+                keep, cut = _cap_words(word_ids, self.word_cap)
+                if cut:
+                    long_words.extend((i, w, n) for w, n in cut)
+                    ids, word_ids = [ids[p] for p in keep], [word_ids[p] for p in keep]
+                    offsets = [offsets[p] for p in keep] if offsets is not None else None
+            all_ids.append(ids)
+            all_word_ids.append(word_ids)
             if all_offsets is not None:
                 all_offsets.append(list(offsets))
-        return all_ids, all_word_ids, all_offsets, replaced
+        return all_ids, all_word_ids, all_offsets, replaced, long_words
 
     def encode(self, examples: Sequence[Example], labelled: bool | None = None,
                batch_size: int = 1000, subtokens: bool = False) -> Encoding:
@@ -256,8 +281,16 @@ class Aligner:
         context = self.config.context_size
         for offset in range(0, len(examples), batch_size):
             chunk = examples[offset : offset + batch_size]
-            ids_batch, word_ids_batch, offsets_batch, replaced = self._tokenize([e.tokens for e in chunk], subtokens)
+            ids_batch, word_ids_batch, offsets_batch, replaced, long_words = self._tokenize(
+                [e.tokens for e in chunk], subtokens)
             out.replaced_words += replaced
+            out.long_words += len(long_words)
+            if long_words and out.first_long_word is None:
+                i, w, n = long_words[0]
+                where = chunk[i].origin or f"sentence #{offset + i}"
+                word = chunk[i].tokens[w]
+                shown = repr(word) if len(word) <= 40 else repr(word[:37] + "...")
+                out.first_long_word = f"{where} word {w + 1} {shown}, {n} sub-tokens"
             for i, example in enumerate(chunk):
                 if offsets_batch is not None:
                     out.token_words.append(np.asarray(word_ids_batch[i], dtype=np.int64))  # type: ignore[union-attr]
@@ -320,6 +353,9 @@ class Aligner:
                         labels[p - start] = tag_ids[w]
                 elif tag_ids is not None and self.config.label_all_tokens:
                     labels[p - start] = self._b_to_i[tag_ids[w]]
+            if (out.token_index is None and word_index.count(-1) == len(word_index)
+                    and labels.count(IGNORE_INDEX) == len(labels)):
+                continue  # the inside of a long word: nothing to learn or predict here
             pad_left, pad_right = [-1] * (len(prefix) + len(left)), [-1] * (len(right) + len(suffix))
             out.input_ids.append(prefix + left + content + right + suffix)
             out.word_index.append(pad_left + word_index + pad_right)
@@ -341,6 +377,35 @@ class Aligner:
                 f"{example.origin or 'example ' + example.id}: tag {error.args[0]!r} is not one of the model's "
                 f"labels ({', '.join(self.label2id)}); train with data that has it or map it"
             ) from None
+
+
+def _cap_words(word_ids: Sequence[int], cap: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Positions to keep so that no word has more than ``cap`` sub-tokens, and ``(word, sub-tokens)``
+    of each word that was cut.
+
+    >>> _cap_words([0, 1, 1, 1, 1, 2], 2)
+    ([0, 1, 2, 5], [(1, 4)])
+    """
+    keep: list[int] = []
+    cut: list[tuple[int, int]] = []
+    run = 0
+    for position, word in enumerate(word_ids):
+        run = run + 1 if position and word_ids[position - 1] == word else 1
+        if run <= cap:
+            keep.append(position)
+        elif run == cap + 1:
+            cut.append((word, 0))
+        if run > cap and (position + 1 == len(word_ids) or word_ids[position + 1] != word):
+            cut[-1] = (word, run)
+    return keep, cut
+
+
+def warn_long_words(split: str, count: int, first: str | None, cap: int) -> None:
+    """Log the one warning about the words of ``split`` that were cut to ``cap`` sub-tokens (if any)."""
+    if count:
+        logger.warning("%s: %d word%s longer than %d sub-tokens cut to their first %d (the first sub-token "
+                       "carries the word's tag; first: %s)", split, count, "s" if count != 1 else "", cap, cap,
+                       first)
 
 
 def _first_positions(word_ids: Sequence[int | None]) -> dict[int, int]:
@@ -389,13 +454,15 @@ class WordCollector:
             if token_index is None:
                 raise ConfigError(f"aggregation '{self.aggregation}' needs each window's token_index")
             word_index = token_index
+        mask = word_index >= 0
+        if not mask.any():
+            return None  # a window that owns nothing (only context) must not reopen a finished example
         if example_index not in self._pending:
             count = (len(self.token_words[example_index]) if by_token  # type: ignore[index]
                      else self.word_counts[example_index])
             self._pending[example_index] = np.zeros((count, self.num_labels), dtype=np.float32)
             self._missing[example_index] = count
         rows = self._pending[example_index]
-        mask = word_index >= 0
         rows[word_index[mask]] = scores[: len(word_index)][mask]
         self._missing[example_index] -= int(mask.sum())
         if self._missing[example_index] == 0:
@@ -427,6 +494,10 @@ class WordCollector:
 
     def pending(self) -> int:
         return len(self._pending)
+
+    def missing(self) -> dict[int, int]:
+        """``{example index: rows still missing}`` of the examples not complete yet."""
+        return dict(self._missing)
 
 
 def iter_length_sorted_batches(lengths: Sequence[int], max_batch_size: int,

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -21,10 +20,11 @@ import numpy as np
 
 from tagtune.align import Aligner, Encoding
 from tagtune.corpus import Example
+from tagtune.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: words longer than half a window are cut (align.Aligner.word_cap)
 
 
 def default_cache_dir() -> Path:
@@ -68,16 +68,11 @@ def save_encoding(path: Path, encoding: Encoding) -> None:
         arrays["labels"], _ = _ragged(encoding.labels)
     arrays["example_index"] = np.asarray(encoding.example_index, dtype=np.int64)
     arrays["word_counts"] = np.asarray(encoding.word_counts, dtype=np.int64)
-    arrays["stats"] = np.asarray([encoding.windowed_examples, encoding.replaced_words], dtype=np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    arrays["stats"] = np.asarray([encoding.windowed_examples, encoding.replaced_words, encoding.long_words],
+                                 dtype=np.int64)
+    arrays["first_long_word"] = np.asarray([encoding.first_long_word or ""])  # a unicode array: no pickle
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def load_encoding(path: Path) -> Encoding:
@@ -92,6 +87,8 @@ def load_encoding(path: Path) -> Encoding:
             word_counts=data["word_counts"].tolist(),
             windowed_examples=int(data["stats"][0]),
             replaced_words=int(data["stats"][1]),
+            long_words=int(data["stats"][2]),
+            first_long_word=str(data["first_long_word"][0]) or None,
         )
 
 

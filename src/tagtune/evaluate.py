@@ -33,12 +33,16 @@ class EvalResult:
         metrics: ``EntityScorer.result()`` when the examples are labelled, else ``{}``.
         predictions: Predicted tags per example, in input order; one per input word.
         windowed_examples: Examples longer than one window.
+        long_words: Words longer than the aligner's ``word_cap`` sub-tokens (cut; still one prediction each).
+        first_long_word: Where the first of them is, for the warning (:func:`tagtune.align.warn_long_words`).
     """
 
     metrics: dict = field(default_factory=dict)
     predictions: list[list[str]] = field(default_factory=list)
     windowed_examples: int = 0
     num_words: int = 0
+    long_words: int = 0
+    first_long_word: str | None = None
 
 
 def iter_predicted_tags(
@@ -101,12 +105,15 @@ def evaluate_examples(
     labelled = bool(examples) and all(e.tags is not None for e in examples)
     scorer = EntityScorer()
     predictions: list[list[str]] = []
-    windowed = 0
+    windowed = long_words = 0
+    first_long_word: str | None = None
     with progress_bar(total=len(examples), desc=description, unit="sentence") as bar:
         for start, stop in document_chunks(examples, chunk_size):
             chunk = examples[start:stop]
             encoding = aligner.encode(chunk, labelled=False)
             windowed += encoding.windowed_examples
+            long_words += encoding.long_words
+            first_long_word = first_long_word or encoding.first_long_word
             tags: list[list[str] | None] = [None] * len(chunk)
             for index, predicted, _ in iter_predicted_tags(forward, encoding, decoder, pad_id=aligner.pad_id,
                                                            batch_size=batch_size, max_tokens=max_tokens,
@@ -122,6 +129,8 @@ def evaluate_examples(
         predictions=predictions,
         windowed_examples=windowed,
         num_words=sum(len(e.tokens) for e in examples),
+        long_words=long_words,
+        first_long_word=first_long_word,
     )
 
 

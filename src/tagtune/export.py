@@ -312,9 +312,11 @@ def _copy_companions(checkpoint: Checkpoint, model_dir: Path, output_dir: Path) 
     checkpoint.model.config.save_pretrained(str(output_dir))  # type: ignore[attr-defined]
     from tagtune.crf import CRF_FILE
 
-    for name in (CONFIG_FILE, CRF_FILE):  # a CRF's transitions decode the exported emissions
-        if (model_dir / name).is_file():
-            shutil.copyfile(model_dir / name, output_dir / name)
+    saved = load_run_config(model_dir)  # its allow-listed fields: never a token an older file may hold
+    if saved is not None:
+        atomic_write_json(output_dir / CONFIG_FILE, saved)
+    if (model_dir / CRF_FILE).is_file():  # a CRF's transitions decode the exported emissions
+        shutil.copyfile(model_dir / CRF_FILE, output_dir / CRF_FILE)
 
 
 def parity_report(checkpoint: Checkpoint, output_dir: Path, files: dict[str, str], texts: list[str]) -> dict[str, Any]:

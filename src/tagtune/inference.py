@@ -15,6 +15,7 @@ import torch
 
 from tagtune.align import Aggregation, Encoding, WordCollector, iter_length_sorted_batches
 from tagtune.allocator import release_freed_memory_eagerly
+from tagtune.errors import AlignmentError
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -125,7 +126,14 @@ def iter_word_scores(
                     yield encoding.example_index[row], done
             if progress is not None:
                 progress(len(rows))
-    assert collector.pending() == 0, "every word of every example is owned by one window"
+    if collector.pending():
+        missing = collector.missing()
+        first = min(missing)
+        raise AlignmentError(
+            f"{len(missing)} sentence(s) got no prediction for some words (first: sentence #{first} of its batch, "
+            f"{missing[first]} word(s) missing); this is a bug in tagtune's windows: please report it with the "
+            "sentence and --max_seq_length/--stride"
+        )
 
 
 def _run_batches(run: Callable[[list[int]], np.ndarray], batches: Iterator[list[int]],

@@ -9,9 +9,10 @@ same as the Trainer engine's; the rest is the usual Accelerate loop with upstrea
   batches makes ``ceil(B / accumulation)`` optimizer steps, the last one at the end of the epoch.
 - The learning-rate scheduler is stepped by the loop once per optimizer step (not prepared: a
   prepared scheduler steps once per process, which decays ``num_processes`` times too fast).
-- Batches are length-grouped (``LengthGroupedSampler`` over the *global* batch, seeded by seed and
-  epoch): far less padding than random batches, the same order whatever the number of processes, and
-  recomputable on resume, so ``skip_first_batches`` continues exactly where a checkpoint stopped.
+- Batches hold a token budget by default (as the Trainer engine's; :func:`train_batches`), or a
+  sentence count in random or length-grouped order; the order is a function of seed and epoch, the
+  same on every process and recomputable on resume, so ``skip_first_batches`` continues exactly
+  where a checkpoint stopped.
 - Checkpoints are complete (model, optimizer, scheduler, RNG states, position in the epoch, running
   loss) and atomic; ``--resume_from_checkpoint latest`` really picks the newest complete one.
 
@@ -37,22 +38,23 @@ from types import SimpleNamespace
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from tagtune.align import Aligner, load_tokenizer
+from tagtune.align import Aligner, load_tokenizer, warn_long_words
+from tagtune.batching import EpochRandomSampler, TokenBudgetBatchSampler
 from tagtune.corpus import Example
 from tagtune.crf import crf_parameter_groups, wrap_with_crf
 from tagtune.decode import Decoder
 from tagtune.errors import ConfigError
 from tagtune.evaluate import EvalResult, write_predictions
-from tagtune.fileio import atomic_write_json
+from tagtune.fileio import atomic_write_json, publish_files
 from tagtune.loop_args import LoopArgs, LoopConfig, parse_loop_args
 from tagtune.loop_checkpoints import Position, read_position, resolve_checkpoint, save_checkpoint
 from tagtune.loop_eval import ShardedEvaluator
 from tagtune.metrics import flatten_metrics
 from tagtune.modeling import load_token_classifier, resolve_labels
-from tagtune.outputs import save_run_config, write_model_card
+from tagtune.outputs import save_run_config, saved_fields, write_model_card
 from tagtune.progress import progress_bar
 from tagtune.report import write_run_report
-from tagtune.train import check_output_dir, prepare_data
+from tagtune.train import WEIGHT_FILES, check_output_dir, prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class Step:
         loss: Mean training loss of the step's batches, averaged over processes.
         learning_rate: The scheduler's rate for the next step.
         samples / tokens: Windows and non-padding tokens of the step, over all processes.
+        padded_tokens: Tokens of the step's batches, padding included, over all processes.
     """
 
     completed_steps: int
@@ -101,6 +104,7 @@ class Step:
     learning_rate: float
     samples: int
     tokens: int
+    padded_tokens: int = 0
 
 
 def train_steps(accelerator, model, optimizer, scheduler, train_loader, start: Position,
@@ -118,7 +122,7 @@ def train_steps(accelerator, model, optimizer, scheduler, train_loader, start: P
         train_loader.set_epoch(epoch)  # the sampler's order is a function of (seed, epoch) only
         batches = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
         batches.set_epoch(epoch)
-        batch_index, losses, samples, tokens = skip, [], 0, 0
+        batch_index, losses, samples, tokens, padded = skip, [], 0, 0, 0
         for batch in batches:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
@@ -133,6 +137,7 @@ def train_steps(accelerator, model, optimizer, scheduler, train_loader, start: P
             losses.append(loss.detach().float())
             samples += batch["input_ids"].shape[0]
             tokens += batch["attention_mask"].sum()
+            padded += batch["attention_mask"].numel()
             if not accelerator.sync_gradients:
                 continue
             completed += 1
@@ -141,9 +146,9 @@ def train_steps(accelerator, model, optimizer, scheduler, train_loader, start: P
                 completed_steps=completed, epoch=epoch, batch=batch_index, batches_in_epoch=len(train_loader),
                 end_of_epoch=batch_index == len(train_loader) or completed >= max_steps, loss=step_loss,
                 learning_rate=scheduler.get_last_lr()[0], samples=samples * accelerator.num_processes,
-                tokens=int(tokens) * accelerator.num_processes,
+                tokens=int(tokens) * accelerator.num_processes, padded_tokens=padded * accelerator.num_processes,
             )
-            losses, samples, tokens = [], 0, 0
+            losses, samples, tokens, padded = [], 0, 0, 0
             if completed >= max_steps:
                 return
 
@@ -180,6 +185,7 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     splits = _limit(data.corpus.splits, args)
     if not splits.get("train"):
         raise ConfigError("the accelerate loop trains: pass --train_file or a --dataset_name with a train split")
+    _check_tags(splits, args)
     tokenizer = load_tokenizer(args.model.tokenizer_name or args.model.model_name_or_path,
                                trust_remote_code=args.model.trust_remote_code, revision=args.model.model_revision,
                                cache_dir=args.model.cache_dir, token=args.model.token)
@@ -189,24 +195,29 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     train = aligner.encode(splits["train"])
     if train.labels is None:
         raise ConfigError("the training data has no tags; pass --label_column_name or a labelled --train_file")
+    if accelerator.is_main_process:
+        warn_long_words("train", train.long_words, train.first_long_word, aligner.word_cap)
 
-    # Loaders: length-grouped training batches, padded per batch (or to --max_length).
+    # Loaders: token-budget training batches by default (or sentence-count ones), padded per batch.
     world = accelerator.num_processes
-    sampler = EpochLengthGroupedSampler([len(ids) for ids in train.input_ids],
-                                        cfg.per_device_train_batch_size * world, seed)
     multiple = 8 if accelerator.mixed_precision in ("fp16", "bf16") else None
     collator = DataCollatorForTokenClassification(
         tokenizer, padding="max_length" if args.align.pad_to_max_length else True,
         max_length=args.align.max_length if args.align.pad_to_max_length else None, pad_to_multiple_of=multiple)
     rows = [{"input_ids": ids, "labels": labs} for ids, labs in zip(train.input_ids, train.labels, strict=True)]
-    train_loader = torch.utils.data.DataLoader(rows, batch_size=cfg.per_device_train_batch_size, sampler=sampler,
-                                               collate_fn=collator, generator=torch.Generator().manual_seed(seed))
+    # A private generator: creating the iterator must not draw from the global RNG, which would change
+    # the dropout of the steps that follow (and break exact resumption).
+    train_loader = torch.utils.data.DataLoader(rows, collate_fn=collator, generator=torch.Generator().manual_seed(seed),
+                                               **train_batches(train, cfg, seed, world))
     # A CRF's transitions start at zero: their own group, at a learning rate that moves them in an epoch.
     groups = crf_parameter_groups(model, _parameter_groups(model, cfg.weight_decay), cfg.learning_rate)
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
     model, prepared_optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     evaluators = {split: ShardedEvaluator(accelerator, aligner, decoder, splits[split], cfg.per_device_eval_batch_size)
                   for split in ("validation", "test") if splits.get(split)}
+    for split, evaluator in evaluators.items():
+        if accelerator.is_main_process:
+            warn_long_words(split, evaluator.encoding.long_words, evaluator.encoding.first_long_word, aligner.word_cap)
 
     max_steps, num_epochs = cfg.total_steps(len(train_loader))
     scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer=optimizer, num_warmup_steps=cfg.num_warmup_steps,
@@ -214,7 +225,8 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     accelerator.register_for_checkpointing(scheduler)
     position = Position(seed=seed, num_processes=world, per_device_train_batch_size=cfg.per_device_train_batch_size,
                         gradient_accumulation_steps=cfg.gradient_accumulation_steps, train_windows=len(train),
-                        crf=args.model.crf)
+                        max_tokens_per_batch=cfg.max_tokens_per_batch,
+                        train_sampling_strategy=cfg.train_sampling_strategy, crf=args.model.crf)
     if checkpoint is not None:
         saved = read_position(checkpoint)
         saved.check_compatible(position, checkpoint)
@@ -264,7 +276,9 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
         train_loss=position.mean_loss(), train_steps=position.completed_steps, train_runtime=round(runtime, 4),
         train_samples_per_second=round(meter.total_samples / max(runtime, 1e-9), 3),
         train_samples=len(splits["train"]), train_windows=len(train),
-        train_windowed_sentences=train.windowed_examples, epoch=_epochs_done(position, len(train_loader)))
+        train_windowed_sentences=train.windowed_examples, train_long_words=train.long_words,
+        epoch=_epochs_done(position, len(train_loader)),
+        **position.padding_figures(), train_real_tokens_per_second=round(meter.total_tokens / max(runtime, 1e-9), 1))
     if "validation" in evaluators:
         if evaluation is None:  # resumed from the end of training: nothing ran yet
             evaluation = evaluators["validation"].run(model)
@@ -276,6 +290,27 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
         _write_report(args, splits, evaluation, test_result, history)
     _save_outputs(accelerator, model, tokenizer, args, labels, data.scheme, results, splits, test_result)
     return results
+
+
+def train_batches(train, cfg: LoopConfig, seed: int, world: int) -> dict:
+    """``DataLoader`` arguments for the training batches: their order depends only on ``(seed, epoch)``,
+    the same on every process, so a resumed run skips exactly the batches it already trained on.
+
+    Token-budget batches (the default) keep about ``max_tokens_per_batch`` padded sub-tokens a batch;
+    Accelerate deals whole batches to the processes. Sentence-count batches are random (upstream) or
+    length-grouped over the *global* batch (per-device batch x processes).
+    """
+    lengths = [len(ids) for ids in train.input_ids]
+    if cfg.max_tokens_per_batch:
+        return {"batch_sampler": TokenBudgetBatchSampler(lengths, cfg.max_tokens_per_batch, seed=seed)}
+    if cfg.train_sampling_strategy == "group_by_length":
+        sampler = EpochLengthGroupedSampler(lengths, cfg.per_device_train_batch_size * world, seed)
+    elif cfg.train_sampling_strategy == "random":
+        sampler = EpochRandomSampler(len(lengths), seed)
+    else:
+        raise ConfigError(f"the accelerate loop batches sentences 'random' or 'group_by_length', not "
+                          f"'{cfg.train_sampling_strategy}'")
+    return {"batch_size": cfg.per_device_train_batch_size, "sampler": sampler}
 
 
 class EpochLengthGroupedSampler(LengthGroupedSampler):
@@ -378,7 +413,8 @@ def _advance(position: Position, step: Step) -> Position:
     """The position after ``step``: a finished epoch continues at the start of the next one."""
     epoch, batch = (step.epoch + 1, 0) if step.batch >= step.batches_in_epoch else (step.epoch, step.batch)
     return replace(position, completed_steps=step.completed_steps, epoch=epoch, batch=batch,
-                   loss_sum=position.loss_sum + step.loss, loss_steps=position.loss_steps + 1)
+                   loss_sum=position.loss_sum + step.loss, loss_steps=position.loss_steps + 1,
+                   real_tokens=position.real_tokens + step.tokens, padded_tokens=position.padded_tokens + step.padded_tokens)
 
 
 def _epochs_done(position: Position, batches_per_epoch: int) -> float:
@@ -415,7 +451,7 @@ class _Meter:
     """Loss, learning rate and throughput since the last tracker log."""
 
     def __init__(self, clock: _Clock) -> None:
-        self.clock, self.total_samples = clock, 0
+        self.clock, self.total_samples, self.total_tokens = clock, 0, 0
         self._reset()
 
     def _reset(self) -> None:
@@ -428,6 +464,7 @@ class _Meter:
         self.samples += step.samples
         self.tokens += step.tokens
         self.total_samples += step.samples
+        self.total_tokens += step.tokens
 
     def flush(self, step: Step) -> dict[str, float]:
         elapsed = max(self.clock.seconds() - self.since, 1e-9)
@@ -444,7 +481,21 @@ def _eval_metrics(result: EvalResult, args: LoopArgs, prefix: str, evaluator: Sh
     metrics[f"{prefix}_samples"] = len(evaluator.examples)
     metrics[f"{prefix}_words"] = result.num_words
     metrics[f"{prefix}_windowed_sentences"] = result.windowed_examples
+    metrics[f"{prefix}_long_words"] = result.long_words
     return metrics
+
+
+def _check_tags(splits: dict[str, list[Example]], args: LoopArgs) -> None:
+    """Training and scoring need tags: refuse untagged data before any model is loaded (an untagged test
+    split is only tagged: predictions.txt, no scores)."""
+    from tagtune.readers import require_tags
+
+    require_tags(splits["train"], "train", "training", args.data)
+    if splits.get("validation"):
+        require_tags(splits["validation"], "validation", "evaluation (--validation_file)", args.data)
+    test = splits.get("test", [])
+    if any(e.tags is not None for e in test):
+        require_tags(test, "test", "scoring the test split", args.data)
 
 
 def _write_report(args: LoopArgs, splits: dict[str, list[Example]], evaluation: EvalResult | None,
@@ -453,8 +504,8 @@ def _write_report(args: LoopArgs, splits: dict[str, list[Example]], evaluation: 
     validation split, as the Trainer engine writes it; nothing when neither was scored."""
     split, result = ("test", test_result) if test_result is not None and test_result.metrics \
         else ("validation", evaluation)
-    config = {section: getattr(args, section) for section in ("data", "model", "align", "eval", "loop")}
-    write_run_report(args.loop.output_dir, split, splits.get(split, []), result, history or None, config)
+    write_run_report(args.loop.output_dir, split, splits.get(split, []), result, history or None,
+                     _public_config(args))
 
 
 def _save_outputs(accelerator, model, tokenizer, args: LoopArgs, labels: list[str], scheme: str,
@@ -468,9 +519,7 @@ def _save_outputs(accelerator, model, tokenizer, args: LoopArgs, labels: list[st
         shutil.rmtree(staging, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(staging, state_dict=state_dict)
         tokenizer.save_pretrained(staging)
-        for file in staging.iterdir():
-            os.replace(file, output_dir / file.name)
-        staging.rmdir()
+        publish_files(staging, output_dir, last=WEIGHT_FILES)
         save_run_config(output_dir, args.data, args.model, args.align, args.eval, labels, scheme)
         train = {k: v for k, v in results.items() if k.startswith("train_") or k == "epoch"}
         atomic_write_json(output_dir / "train_results.json", train)
@@ -490,13 +539,19 @@ def _save_outputs(accelerator, model, tokenizer, args: LoopArgs, labels: list[st
     accelerator.wait_for_everyone()
 
 
+def _public_config(args: LoopArgs) -> dict[str, dict]:
+    """The run's settings for the report and the trackers: the allow-listed fields of the sections a model
+    directory saves (never ``--hub_token``), and the loop's own (which hold no secret)."""
+    config = {section: saved_fields(getattr(args, section)) for section in ("data", "model", "align", "eval")}
+    config["loop"] = asdict(args.loop)
+    return config
+
+
 def _tracker_config(args: LoopArgs) -> dict[str, str | int | float | bool]:
     """Flat, scalar hyper-parameters (TensorBoard's hparams take nothing else)."""
     flat: dict[str, str | int | float | bool] = {}
-    for section in ("data", "model", "align", "eval", "loop"):
-        for key, value in asdict(getattr(args, section)).items():
-            if key == "token":
-                continue  # never log a secret
+    for section, values in _public_config(args).items():
+        for key, value in values.items():
             flat[f"{section}.{key}"] = value if isinstance(value, (int, float, bool, str)) else str(value)
     return flat
 
@@ -505,10 +560,12 @@ def _log_summary(accelerator, splits, labels, scheme, train, cfg: LoopConfig, ma
     if not accelerator.is_main_process:
         return
     sizes = ", ".join(f"{name} {len(examples)}" for name, examples in splits.items())
-    batch = cfg.per_device_train_batch_size * accelerator.num_processes * cfg.gradient_accumulation_steps
+    per_step = accelerator.num_processes * cfg.gradient_accumulation_steps
+    batch = (f"{cfg.max_tokens_per_batch * per_step} padded sub-tokens" if cfg.max_tokens_per_batch
+             else f"{cfg.per_device_train_batch_size * per_step} sentences ({cfg.train_sampling_strategy})")
     logger.info(
         "sentences: %s | labels (%s, %d): %s | train windows %d (%d sentences needed several) | %d process(es) "
-        "on %s, mixed precision %s | effective batch %d | optimizer steps %d over %d epoch(s)",
+        "on %s, mixed precision %s | effective batch %s | optimizer steps %d over %d epoch(s)",
         sizes, scheme, len(labels), " ".join(labels), len(train), train.windowed_examples, accelerator.num_processes,
         accelerator.device, accelerator.mixed_precision, batch, max_steps, num_epochs,
     )

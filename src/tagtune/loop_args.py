@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tagtune.batching import SUBTOKENS_PER_SENTENCE, resolve_batching
 from tagtune.config import AlignConfig, DataConfig, EvalConfig, ModelConfig
 from tagtune.errors import ConfigError
 
@@ -33,10 +34,15 @@ class LoopConfig:
         mixed_precision: ``no``, ``fp16`` or ``bf16``; ``None`` takes accelerate's config / launcher.
         cpu: Train on CPU even when a GPU is visible (as ``accelerate launch --cpu``).
         logging_steps: Optimizer steps between two tracker logs of loss, learning rate and throughput.
+        max_tokens_per_batch: Token-budget batches of at most this many padded sub-tokens (0: batches of
+            ``per_device_train_batch_size`` sentences in ``train_sampling_strategy`` order).
+        train_sampling_strategy: ``random`` (upstream) or ``group_by_length`` sentence-count batches.
     """
 
     output_dir: Path
     per_device_train_batch_size: int = 8
+    max_tokens_per_batch: int = 0
+    train_sampling_strategy: str = "random"
     per_device_eval_batch_size: int = 8
     learning_rate: float = 5e-5
     weight_decay: float = 0.0
@@ -72,6 +78,15 @@ class LoopConfig:
         return steps, math.ceil(steps / per_epoch)
 
 
+def _boolean(value: str) -> bool:
+    """``true/false`` spellings as HfArgumentParser reads them, so both engines take the same values."""
+    if value.lower() in ("true", "1", "yes", "y", "t"):
+        return True
+    if value.lower() in ("false", "0", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse prints the whole usage block and exits; tagtune's promise is one line, exit 2."""
 
@@ -98,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tokenizer_name", type=str, default=None, help="Tokenizer name or path if not the model's.")
     add("--per_device_train_batch_size", type=int, default=8, help="Training batch size per process.")
     add("--per_device_eval_batch_size", type=int, default=8, help="Evaluation batch size per process.")
+    add("--max_tokens_per_batch", type=int, default=None,
+        help=f"Training batches of at most this many padded sub-tokens instead of a sentence count. Default: "
+             f"{SUBTOKENS_PER_SENTENCE} x --per_device_train_batch_size unless --group_by_length is given; "
+             "0 = sentence-count batches in upstream's random order.")
+    add("--group_by_length", type=_boolean, nargs="?", const=True, default=None,
+        help="True: length-grouped sentence-count batches; False: upstream's random batches.")
+    add("--train_sampling_strategy", type=str, default=None, choices=["random", "group_by_length"],
+        help="Sentence-count batches in this order (as the Trainer engine's flag).")
     add("--learning_rate", type=float, default=5e-5, help="Peak learning rate.")
     add("--weight_decay", type=float, default=0.0, help="AdamW weight decay (not on biases and LayerNorm).")
     add("--max_grad_norm", type=float, default=1.0,
@@ -241,8 +264,11 @@ def to_loop_args(ns: argparse.Namespace) -> LoopArgs:
                         pad_to_max_length=ns.pad_to_max_length, context_size=context_size)
     evaluation = EvalConfig(batch_size=ns.per_device_eval_batch_size, decoding=ns.decoding,
                             return_entity_level_metrics=ns.return_entity_level_metrics)
+    max_tokens, sampling = resolve_batching(ns.per_device_train_batch_size, ns.max_tokens_per_batch,
+                                            ns.group_by_length, ns.train_sampling_strategy)
     loop = LoopConfig(
         output_dir=Path(ns.output_dir), per_device_train_batch_size=ns.per_device_train_batch_size,
+        max_tokens_per_batch=max_tokens, train_sampling_strategy=sampling,
         per_device_eval_batch_size=ns.per_device_eval_batch_size, learning_rate=ns.learning_rate,
         weight_decay=ns.weight_decay, max_grad_norm=ns.max_grad_norm, num_train_epochs=ns.num_train_epochs, max_train_steps=ns.max_train_steps,
         gradient_accumulation_steps=ns.gradient_accumulation_steps, lr_scheduler_type=ns.lr_scheduler_type,

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from tagtune.errors import ConfigError, OutputDirError
-from tagtune.fileio import atomic_write_json
+from tagtune.fileio import atomic_write_json, publish_dir
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +39,10 @@ class Position:
         epoch: The epoch to continue in (0-based).
         batch: Batches of that epoch each process has already consumed.
         loss_sum / loss_steps: Sum and count of per-step training losses (for the mean train loss).
+        real_tokens / padded_tokens: Training tokens so far without and with padding (all processes).
         seed: The seed of the batch order (drawn once when ``--seed`` is not given).
-        num_processes / per_device_train_batch_size / gradient_accumulation_steps / train_windows:
+        num_processes / per_device_train_batch_size / gradient_accumulation_steps / train_windows /
+        max_tokens_per_batch / train_sampling_strategy:
             The batch order depends on these; resuming with other values would not continue the run.
         crf: The model carries a CRF (``--crf``); its state cannot be loaded into a model without one,
             nor the reverse.
@@ -51,17 +52,27 @@ class Position:
     epoch: int = 0
     batch: int = 0
     loss_sum: float = 0.0
+    real_tokens: int = 0
+    padded_tokens: int = 0
     loss_steps: int = 0
     seed: int = 0
     num_processes: int = 1
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     train_windows: int = 0
+    # Checkpoints written before token-budget batches existed used length-grouped sentence batches.
+    max_tokens_per_batch: int = 0
+    train_sampling_strategy: str = "group_by_length"
     crf: bool = False  # absent from checkpoints written before --crf existed: those had no CRF
 
     def mean_loss(self) -> float:
         """Mean training loss per optimizer step so far (0.0 before the first step)."""
         return self.loss_sum / self.loss_steps if self.loss_steps else 0.0
+
+    def padding_figures(self) -> dict[str, float]:
+        """``train_padding_fraction`` and ``train_real_tokens`` of the whole run, as the Trainer engine reports them."""
+        padding = 1 - self.real_tokens / self.padded_tokens if self.padded_tokens else 0.0
+        return {"train_padding_fraction": round(padding, 4), "train_real_tokens": self.real_tokens}
 
     def check_compatible(self, current: Position, where: Path) -> None:
         """Refuse to resume with settings that change the batch order or the model's parameters.
@@ -69,7 +80,8 @@ class Position:
         Raises:
             ConfigError: Names the setting, the saved and the current value.
         """
-        for name in ("num_processes", "per_device_train_batch_size", "gradient_accumulation_steps", "train_windows"):
+        for name in ("num_processes", "per_device_train_batch_size", "gradient_accumulation_steps", "train_windows",
+                     "max_tokens_per_batch", "train_sampling_strategy"):
             saved, now = getattr(self, name), getattr(current, name)
             if saved != now:
                 raise ConfigError(
@@ -92,36 +104,10 @@ def save_checkpoint(accelerator, output_dir: Path, name: str, position: Position
     accelerator.wait_for_everyone()  # every process has written its RNG states
     if accelerator.is_main_process:
         atomic_write_json(tmp / STATE_FILE, asdict(position))
-        _fsync_tree(tmp)
-        old = output_dir / f".old-{name}"
-        if final.exists():  # re-saving a step after resuming from an earlier checkpoint
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(final, old)
-        os.rename(tmp, final)
-        _fsync_dir(output_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        publish_dir(tmp, final)  # also when re-saving a step after resuming from an earlier checkpoint
         logger.info("checkpoint saved: %s", final)
     accelerator.wait_for_everyone()
     return final
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # directories cannot be opened on some platforms
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for file in path.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(path)
 
 
 def read_position(checkpoint: Path) -> Position:

@@ -93,10 +93,10 @@ class ShardedEvaluator:
             model.train(was_training)
         missing = [i for i, p in enumerate(predictions) if p is None]
         assert not missing, f"examples {missing[:5]} were not evaluated"
-        return _score(self.examples, predictions, self.encoding.windowed_examples)  # type: ignore[arg-type]
+        return _score(self.examples, predictions, self.encoding)  # type: ignore[arg-type]
 
 
-def _score(examples: Sequence[Example], predictions: list[list[str]], windowed: int) -> EvalResult:
+def _score(examples: Sequence[Example], predictions: list[list[str]], encoding: Encoding) -> EvalResult:
     labelled = bool(examples) and all(e.tags is not None for e in examples)
     scorer = EntityScorer()
     for example, tags in zip(examples, predictions, strict=True):
@@ -104,4 +104,5 @@ def _score(examples: Sequence[Example], predictions: list[list[str]], windowed: 
         if labelled:
             scorer.update([list(example.tags)], [tags])  # type: ignore[arg-type]
     return EvalResult(metrics=scorer.result() if labelled else {}, predictions=predictions,
-                      windowed_examples=windowed, num_words=int(np.sum([len(p) for p in predictions])))
+                      windowed_examples=encoding.windowed_examples, num_words=int(np.sum([len(p) for p in predictions])),
+                      long_words=encoding.long_words, first_long_word=encoding.first_long_word)

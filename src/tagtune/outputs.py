@@ -15,6 +15,20 @@ from tagtune.fileio import atomic_write_json, atomic_write_text
 CONFIG_FILE = "tagtune_config.json"
 
 
+# What a model directory, export, report or tracker records of each configuration: an allow-list, so
+# a field added later stays out until it is named here. Secrets (``ModelConfig.token``) never are.
+SAVED_FIELDS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "data": (DataConfig, ("dataset_name", "dataset_config_name", "train_file", "validation_file", "test_file",
+                          "format", "task_name", "text_column_name", "label_column_name", "label_column",
+                          "label_names_file", "conllu_tag", "cache_dir", "overwrite_cache", "max_train_samples",
+                          "max_eval_samples", "max_predict_samples")),
+    "model": (ModelConfig, ("model_name_or_path", "config_name", "tokenizer_name", "cache_dir", "model_revision",
+                            "trust_remote_code", "ignore_mismatched_sizes", "allow_pickle", "crf")),
+    "align": (AlignConfig, ("max_length", "stride", "label_all_tokens", "pad_to_max_length", "context_size")),
+    "eval": (EvalConfig, ("batch_size", "decoding", "return_entity_level_metrics")),
+}
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
@@ -27,21 +41,42 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def saved_fields(config: DataConfig | ModelConfig | AlignConfig | EvalConfig) -> dict[str, Any]:
+    """The allow-listed fields (:data:`SAVED_FIELDS`) of a configuration, as JSON values.
+
+    >>> saved_fields(ModelConfig("bert-base-cased", token="hf_secret"))["model_name_or_path"]
+    'bert-base-cased'
+    >>> "token" in saved_fields(ModelConfig("bert-base-cased", token="hf_secret"))
+    False
+    """
+    names = next(names for kind, names in SAVED_FIELDS.values() if isinstance(config, kind))
+    return {name: _plain(getattr(config, name)) for name in names}
+
+
 def save_run_config(output_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignConfig,
                     eval_cfg: EvalConfig, labels: Sequence[str], scheme: str) -> None:
-    """Write ``tagtune_config.json``: everything needed to predict exactly as evaluated."""
+    """Write ``tagtune_config.json``: everything needed to predict exactly as evaluated, nothing secret."""
     atomic_write_json(output_dir / CONFIG_FILE, {
-        "labels": list(labels), "scheme": scheme, "data": _plain(data_cfg), "model": _plain(model_cfg),
-        "align": _plain(align_cfg), "eval": _plain(eval_cfg),
+        "labels": list(labels), "scheme": scheme, "data": saved_fields(data_cfg), "model": saved_fields(model_cfg),
+        "align": saved_fields(align_cfg), "eval": saved_fields(eval_cfg),
     })
 
 
 def load_run_config(model_dir: Path) -> dict[str, Any] | None:
-    """The saved ``tagtune_config.json`` of a model directory, or ``None`` for a plain transformers model."""
+    """The saved ``tagtune_config.json`` of a model directory, or ``None`` for a plain transformers model.
+
+    Only allow-listed fields are returned: a file written before the allow-list may hold a hub token,
+    which must not travel on into an export or a report.
+    """
     path = Path(model_dir) / CONFIG_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    found = {key: saved[key] for key in ("labels", "scheme") if key in saved}
+    for section, (_kind, names) in SAVED_FIELDS.items():
+        if isinstance(saved.get(section), Mapping):
+            found[section] = {k: v for k, v in saved[section].items() if k in names}
+    return found
 
 
 _PER_TYPE_KEY = re.compile(r"(eval|predict)_(.+)_(precision|recall|f1|number)")

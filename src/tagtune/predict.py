@@ -161,6 +161,7 @@ class _Doc:
     text: str
     spans: list[tuple[int, int]] = field(default_factory=list)
     document: str | None = None  # the id of the document a sentence belongs to, for document context
+    origin: str = ""  # where the words come from (``file:line``), for warnings
 
 
 class Tagger:
@@ -189,6 +190,9 @@ class Tagger:
         # because windows are sorted by length.
         self.batch_size = config.batch_size or max(DEFAULT_BATCH_SIZE, checkpoint.eval.batch_size)
         self.workers = int(getattr(forward, "workers", 1))  # batches run at once (ONNX on CPU: one per core)
+        # Words longer than ``aligner.word_cap`` sub-tokens seen so far (cut; each still gets one tag).
+        self.long_words = 0
+        self.first_long_word: str | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -215,7 +219,7 @@ class Tagger:
         A model trained with document context then sees the neighbouring sentences of the same
         document, as it did in training; offsets are as in :meth:`predict_words`.
         """
-        docs = (_Doc(*word_spans(list(e.tokens)), document=e.doc) for e in examples)
+        docs = (_Doc(*word_spans(list(e.tokens)), document=e.doc, origin=e.origin) for e in examples)
         return self._stream(docs, total, progress)
 
     def metadata(self) -> dict[str, Any]:
@@ -263,8 +267,11 @@ class Tagger:
         from tagtune.inference import iter_word_scores
 
         simple = self.config.aggregation == "simple"
-        examples = [Example(tuple(doc.text[s:e] for s, e in doc.spans), doc=doc.document) for doc in docs]
+        examples = [Example(tuple(doc.text[s:e] for s, e in doc.spans), doc=doc.document, origin=doc.origin)
+                    for doc in docs]
         encoding = self.aligner.encode(examples, labelled=False, subtokens=self.config.aggregation != "first")
+        self.long_words += encoding.long_words
+        self.first_long_word = self.first_long_word or encoding.first_long_word
         results: list[Prediction | None] = [None] * len(docs)
         for index, scores in iter_word_scores(
             self.forward, encoding, len(self.labels), pad_id=self.aligner.pad_id, batch_size=self.batch_size,

@@ -34,6 +34,7 @@ class Document:
     tags: tuple[str, ...] | None = None
     id: str | None = None
     document: str | None = None  # the document a sentence of a word file belongs to (document context)
+    origin: str = ""  # where a sentence of a word file starts (``file:line``), for warnings
 
 
 def resolve_input_format(path: Path, fmt: InputFormat, text_field: str = "text") -> str:
@@ -158,7 +159,8 @@ def _iter_word_records(path: Path, fmt: str, task_name: str) -> Iterator[Documen
         converter = RecordConverter(cfg, file_names_lookup(path, cfg), cells_are_text=False)
         stream = (read_json if fmt == "json" else read_jsonl)(path, converter)
     for example in stream:
-        yield Document(words=example.tokens, tags=example.tags, id=example.id or None, document=example.doc)
+        yield Document(words=example.tokens, tags=example.tags, id=example.id or None, document=example.doc,
+                       origin=example.origin)
 
 
 # ---------------------------------------------------------------------- outputs

@@ -20,14 +20,14 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from tagtune.config import DataConfig
 from tagtune.corpus import Corpus, Example
-from tagtune.errors import ConfigError, DataFormatError, LabelSchemeError
+from tagtune.errors import ConfigError, DataFormatError, LabelSchemeError, TagtuneError
 from tagtune.progress import progress_bar
 from tagtune.readers_columns import check_file, read_conll, read_conllu
 from tagtune.readers_records import (
@@ -41,7 +41,7 @@ from tagtune.readers_records import (
     read_jsonl,
 )
 
-__all__ = ["FORMATS", "detect_format", "read_corpus", "read_file", "read_hf_dataset"]
+__all__ = ["FORMATS", "detect_format", "read_corpus", "read_file", "read_hf_dataset", "require_tags"]
 
 FORMATS = ("conll", "conllu", "json", "jsonl", "csv")
 _EXTENSIONS = {
@@ -250,6 +250,52 @@ def _merge_names(names: Mapping[str, list[str] | None]) -> list[str] | None:
                 "labels file"
             )
     return first
+
+
+def require_tags(examples: Sequence[Example], split: str, purpose: str, cfg: DataConfig) -> None:
+    """Refuse a split that is used for ``purpose`` (training, scoring) but has sentences without tags.
+
+    The readers accept words without tags (data to predict); training and scoring need a tag for every
+    word, so this names the file and what it lacks before any model is loaded.
+
+    Raises:
+        DataFormatError: Some or all sentences of ``examples`` have no tags.
+    """
+    untagged = next((e for e in examples if e.tags is None), None)
+    if untagged is None:
+        return
+    tagged = next((e for e in examples if e.tags is not None), None)
+    if tagged is not None:
+        raise DataFormatError(
+            f"{untagged.origin or split}: a sentence without tags in {split} data whose other sentences have them "
+            f"(e.g. {tagged.origin}); {purpose} needs a tag for every word: tag it or drop it"
+        )
+    file = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}.get(split)
+    source = str(file) if file is not None else f"data set {cfg.dataset_name} ({split} split)"
+    raise DataFormatError(
+        f"{source}: the {split} data has words but no tags ({_missing_tags(file, cfg)}); {purpose} needs a tag "
+        "for every word (tagtune predict tags unlabelled data)"
+    )
+
+
+def _missing_tags(file: Path | None, cfg: DataConfig) -> str:
+    """What a file without tags lacks, in the words of its format."""
+    column = cfg.label_column_name or f"{cfg.task_name}_tags"
+    records = f"its records have no {column!r} column: add it, or name the tag column with --label_column_name"
+    if file is None:
+        return records
+    fmt = cfg.format
+    if fmt in (None, "auto"):
+        try:
+            fmt = detect_format(Path(file))
+        except TagtuneError:
+            return records
+    if fmt == "conll":
+        return "its word lines have a single column, the word: add a tag column after it"
+    if fmt == "conllu":
+        name = cfg.conllu_tag.upper()
+        return f"its {name} column holds only '_'" + ("; pass --conllu_tag upos" if cfg.conllu_tag == "xpos" else "")
+    return records
 
 
 def read_hf_dataset(dataset: Any, cfg: DataConfig, split: str) -> tuple[list[Example], list[str] | None]:

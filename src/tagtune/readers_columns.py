@@ -170,7 +170,7 @@ def read_conllu(path: Path, cfg: DataConfig) -> Iterator[Example]:
 
     Multi-word token ranges (``1-2``) are skipped and their syntactic words kept; empty nodes
     (``8.1``) are skipped. ``# newdoc`` starts a document (its ``id`` or a running number) and
-    ``# sent_id`` names the next sentence.
+    ``# sent_id`` names the next sentence. A sentence whose tags are all ``_`` (unspecified) has no tags.
 
     Raises:
         DataFormatError: A word line without 10 tab-separated columns or with a bad ID.
@@ -186,7 +186,10 @@ def read_conllu(path: Path, cfg: DataConfig) -> Iterator[Example]:
     tags: list[str] = []
 
     def sentence() -> Example:
-        return Example(tuple(tokens), tuple(tags), doc, f"{path}:{start}", sent_id or str(n_sents))
+        # '_' is CoNLL-U's "unspecified": a sentence without a single tag is unlabelled, not tagged '_'.
+        labelled = any(tag != "_" for tag in tags)
+        return Example(tuple(tokens), tuple(tags) if labelled else None, doc, f"{path}:{start}",
+                       sent_id or str(n_sents))
 
     for lineno, text in iter_lines(path):
         # A comment inside a sentence means its closing blank line is missing: end the sentence there.

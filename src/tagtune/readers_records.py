@@ -201,6 +201,8 @@ class RecordConverter:
         self._chosen = False
         self._tag_kind: type | None = None
         self._tag_kind_where = ""
+        self._label_names: tuple[str, ...] = ()  # tag columns looked for when the first record had none
+        self._first_where = ""
 
     def choose_columns(self, record: Mapping, where: str) -> list[str]:
         """Pick the word and tag columns from ``record`` (once); return the columns a record needs.
@@ -239,6 +241,7 @@ class RecordConverter:
             wanted = (f"{cfg.task_name}_tags", cfg.task_name, *_LABEL_FALLBACKS)
             label = next((c for c in wanted if c in record and c != text), None)
             if label is None:
+                self._label_names = tuple(c for c in wanted if c != text)
                 # Lists beside the words look like tags under another name: say so rather than read the
                 # data as unlabelled; records with only words (and ids) are unlabelled data.
                 n_words = self._count(record[text])
@@ -251,6 +254,7 @@ class RecordConverter:
                         f"{listy[0]!r}) or --task_name"
                     )
         self.text_column, self.label_column, self._chosen = text, label, True
+        self._first_where = where
         return [c for c in (text, label) if c is not None]
 
     def _count(self, value: object) -> int:
@@ -286,6 +290,13 @@ class RecordConverter:
         self.choose_columns(record, where)
         tokens = self._words(record, where)
         tags = None if self.label_column is None else self._tags(record, where, len(tokens))
+        if tags is None and self._label_names:
+            late = next((c for c in self._label_names if c in record), None)
+            if late is not None:  # read as unlabelled, its tags would be dropped without a word
+                raise DataFormatError(
+                    f"{where}: has tags in {late!r} but the first record ({self._first_where}) has none; give "
+                    "every record its tags, or none"
+                )
         record_id = record.get("id")
         doc = next((record[f] for f in _DOC_FIELDS if record.get(f) not in (None, "")), None)
         return Example(tokens, tags, None if doc is None else str(doc), where,

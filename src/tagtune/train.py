@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from tagtune.align import Aligner, load_tokenizer
+from tagtune.align import Aligner, load_tokenizer, warn_long_words
 from tagtune.cache import encode_cached
 from tagtune.config import AlignConfig, DataConfig, EvalConfig, ModelConfig
 from tagtune.corpus import Corpus, Example
@@ -31,7 +31,7 @@ from tagtune.fileio import atomic_write_json, atomic_write_text, publish_dir, pu
 from tagtune.inference import model_forward
 from tagtune.metrics import flatten_metrics
 from tagtune.modeling import check_weights, load_token_classifier, resolve_labels
-from tagtune.outputs import save_run_config, write_model_card
+from tagtune.outputs import save_run_config, saved_fields, write_model_card
 from tagtune.progress import bars_enabled
 from tagtune.report import write_run_report
 
@@ -341,6 +341,7 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
     data = prepare_data(data_cfg, strict=strict_labels)
     splits = data.corpus.splits
     _check_splits(splits, training_args)  # before training, not after it
+    _check_tags(splits, training_args, data_cfg)
     tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_cfg.model_name_or_path,
                                trust_remote_code=model_cfg.trust_remote_code, revision=model_cfg.model_revision,
                                cache_dir=model_cfg.cache_dir, token=model_cfg.token)
@@ -370,6 +371,8 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
         _log_summary(data, encoding, training_args)
         results["train_windowed_sentences"] = encoding.windowed_examples
         results["train_unknown_words"] = encoding.replaced_words
+        results["train_long_words"] = encoding.long_words
+        warn_long_words("train", encoding.long_words, encoding.first_long_word, aligner.word_cap)
 
     validation = splits.get("validation", [])
     evaluator = WordEvaluator(aligner, decoder, validation, eval_cfg, autocast)
@@ -404,6 +407,9 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
             raise ConfigError("--do_eval needs --validation_file or a validation split")
         metrics = evaluator(trainer.model, "eval")
         metrics["eval_windowed_sentences"] = evaluator.last.windowed_examples if evaluator.last else 0
+        metrics["eval_long_words"] = evaluator.last.long_words if evaluator.last else 0
+        if evaluator.last:
+            warn_long_words("validation", evaluator.last.long_words, evaluator.last.first_long_word, aligner.word_cap)
         trainer.log_metrics("eval", metrics)
         atomic_write_json(output_dir / "eval_results.json", metrics)
         results.update(metrics)
@@ -417,6 +423,8 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
         metrics["predict_samples"] = len(test)
         metrics["predict_words"] = result.num_words
         metrics["predict_windowed_sentences"] = result.windowed_examples
+        metrics["predict_long_words"] = result.long_words
+        warn_long_words("test", result.long_words, result.first_long_word, aligner.word_cap)
         trainer.log_metrics("predict", metrics)
         atomic_write_json(output_dir / "predict_results.json", metrics)
         write_predictions(output_dir / "predictions.txt", test, result.predictions)
@@ -427,8 +435,9 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
         if training_args.should_save:  # report.html + plots/ of the last split scored (the model card cites it)
             split = "test" if training_args.do_predict else "validation"
             write_run_report(output_dir, split, splits.get(split, []), evaluator.last, trainer.state.log_history,
-                             {"data": data_cfg, "model": model_cfg, "align": align_cfg, "eval": eval_cfg,
-                              "training": training_args.to_dict()})
+                             {"data": saved_fields(data_cfg), "model": saved_fields(model_cfg),
+                              "align": saved_fields(align_cfg), "eval": saved_fields(eval_cfg),
+                              "training": training_args.to_dict()})  # to_dict() masks hub_token
         if training_args.do_train:
             write_model_card(output_dir, model_cfg, data_cfg, labels, results, training_args)
     return results
@@ -440,6 +449,25 @@ def _check_splits(splits: dict[str, list[Example]], training_args) -> None:
     for flag, (split, file_flag) in needed.items():
         if getattr(training_args, flag) and not splits.get(split):
             raise ConfigError(f"--{flag} needs {file_flag} or --dataset_name with a {split} split")
+
+
+def _check_tags(splits: dict[str, list[Example]], training_args, data_cfg: DataConfig) -> None:
+    """Training and scoring need tags: refuse untagged data before any model is loaded. An untagged test
+    split is only tagged (predictions.txt, no scores)."""
+    from tagtune.readers import require_tags
+
+    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+    evaluating = training_args.do_eval or (training_args.do_train and strategy != "no")
+    if training_args.do_train and "train" in splits:
+        require_tags(splits["train"], "train", "--do_train", data_cfg)
+    if evaluating and "validation" in splits:
+        # transformers turns --do_eval on by itself for an --eval_strategy: name the flag the user gave.
+        during = training_args.do_train and strategy != "no"
+        require_tags(splits["validation"], "validation", f"evaluation during training (--eval_strategy {strategy})"
+                     if during else "--do_eval", data_cfg)
+    test = splits.get("test", [])
+    if training_args.do_predict and any(e.tags is not None for e in test):
+        require_tags(test, "test", "scoring --do_predict", data_cfg)
 
 
 def save_final_model(trainer, tokenizer, output_dir: Path) -> None:
@@ -496,11 +524,21 @@ def _resume_path(resume: str | bool | None, output_dir: Path) -> str | None:
 
 def _log_summary(data: PreparedData, encoding, training_args) -> None:
     splits = ", ".join(f"{name} {len(examples)}" for name, examples in data.corpus.splits.items())
-    batch = training_args.per_device_train_batch_size * max(1, training_args.world_size) * training_args.gradient_accumulation_steps
-    steps = math.ceil(len(encoding) / batch) * training_args.num_train_epochs if training_args.max_steps <= 0 else training_args.max_steps
+    per_step = max(1, training_args.world_size) * training_args.gradient_accumulation_steps
+    budget = getattr(training_args, "max_tokens_per_batch", 0)
+    if budget:
+        from tagtune.batching import token_budget_batches
+
+        lengths = [len(ids) for ids in encoding.input_ids]
+        per_epoch = math.ceil(len(token_budget_batches(lengths, budget, seed=training_args.seed)) / per_step)
+        batch = f"{budget * per_step} padded sub-tokens"
+    else:
+        per_epoch = math.ceil(len(encoding) / (training_args.per_device_train_batch_size * per_step))
+        batch = f"{training_args.per_device_train_batch_size * per_step} sentences ({training_args.train_sampling_strategy})"
+    steps = training_args.max_steps if training_args.max_steps > 0 else math.ceil(per_epoch * training_args.num_train_epochs)
     logger.info(
         "sentences: %s | labels (%s, %d): %s | train windows %d (%d sentences needed several windows) | "
-        "effective batch %d | optimizer steps %s",
+        "effective batch %s | optimizer steps %s",
         splits, data.scheme, len(data.labels), " ".join(data.labels), len(encoding), encoding.windowed_examples,
         batch, steps,
     )

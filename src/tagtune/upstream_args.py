@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from tagtune.batching import SUBTOKENS_PER_SENTENCE, resolve_batching
 from tagtune.config import AlignConfig, DataConfig, EvalConfig, ModelConfig
 from tagtune.errors import ConfigError
 
@@ -107,22 +108,6 @@ class DataTrainingArguments:
         return data, align, evaluation
 
 
-# A batch of N sentences is read as a budget of N x 20 padded sub-tokens (20: CoNLL-2003's mean sentence
-# under a WordPiece vocabulary), so ``--per_device_train_batch_size 32`` trains on 640-sub-token batches.
-# Measured best over CoNLL-2003 NER, a 3,000-sentence NER setting, POS and chunking, 3 seeds each
-# (benchmarks/RESULTS.md, "The default training recipe").
-SUBTOKENS_PER_SENTENCE = 20
-
-
-def default_token_budget(batch_size: int) -> int:
-    """Padded sub-tokens per training batch when no batching flag is given.
-
-    >>> default_token_budget(32)
-    640
-    """
-    return SUBTOKENS_PER_SENTENCE * batch_size
-
-
 @dataclass
 class TagtuneTrainingArguments(TrainingArguments):
     """``TrainingArguments`` with the upstream flags transformers 5 dropped and a more accurate default.
@@ -149,24 +134,20 @@ class TagtuneTrainingArguments(TrainingArguments):
                 "--train_sampling_strategy is given; 0 = sentence-count batches."})
 
     def __post_init__(self) -> None:
-        if self.group_by_length is not None:
-            strategy = "group_by_length" if self.group_by_length else "random"
-            if self.train_sampling_strategy not in (None, strategy):
-                raise ConfigError(f"--group_by_length {self.group_by_length} contradicts "
-                                  f"--train_sampling_strategy {self.train_sampling_strategy}; pass one of them")
-            self.train_sampling_strategy = strategy
-        if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 0:
-            raise ConfigError(f"--max_tokens_per_batch must be >= 0, got {self.max_tokens_per_batch}")
-        if self.max_tokens_per_batch and self.train_sampling_strategy is not None:
-            raise ConfigError(f"--max_tokens_per_batch {self.max_tokens_per_batch} (token-budget batches) and "
-                              f"--train_sampling_strategy {self.train_sampling_strategy} / --group_by_length "
-                              "choose two batchings; pass one of them")
-        if self.max_tokens_per_batch is None:
-            explicit = self.train_sampling_strategy is not None
-            self.max_tokens_per_batch = 0 if explicit else default_token_budget(self.per_device_train_batch_size)
-        if self.train_sampling_strategy is None:
-            self.train_sampling_strategy = "random"  # upstream's order when --max_tokens_per_batch 0
+        self.max_tokens_per_batch, strategy = resolve_batching(
+            self.per_device_train_batch_size, self.max_tokens_per_batch, self.group_by_length,
+            self.train_sampling_strategy)
+        self.train_sampling_strategy = strategy
         super().__post_init__()
+
+    def __getstate__(self) -> dict:
+        """The pickled state, without secrets (``hub_token``: every name ending in ``_token``).
+
+        The Trainer pickles its arguments into every ``checkpoint-N/training_args.bin`` (and into the
+        output directory when it pushes); a token there would be published with the checkpoint. Copies
+        made through pickling (``copy.deepcopy``) carry no token either.
+        """
+        return {name: None if name.endswith("_token") else value for name, value in self.__dict__.items()}
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, TagtuneTrainingArguments)

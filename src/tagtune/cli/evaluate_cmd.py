@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         """Evaluate MODEL on DATA: entity P/R/F1 (seqeval-equal), per type, token accuracy."""
         import json
 
+        from tagtune.align import warn_long_words
         from tagtune.checkpoint import load_checkpoint
         from tagtune.cli import fail
         from tagtune.config import DataConfig
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
         from tagtune.inference import model_forward
         from tagtune.metrics import flatten_metrics
         from tagtune.progress import set_quiet
+        from tagtune.readers import require_tags
         from tagtune.train import prepare_data
 
         set_quiet(quiet)
@@ -51,20 +53,23 @@ def register(app: typer.Typer) -> None:
                 fail(f"--output_dir '{output_dir}' already holds {' and '.join(earlier)}; pass --overwrite_output_dir "
                      "to replace them")
         checkpoint = load_checkpoint(model, allow_pickle=allow_pickle)
-        prepared = prepare_data(DataConfig(test_file=data, task_name=task_name, label_names_file=label_names_file),  # type: ignore[arg-type]
-                                strict=strict_labels)
+        data_cfg = DataConfig(test_file=data, task_name=task_name, label_names_file=label_names_file)  # type: ignore[arg-type]
+        prepared = prepare_data(data_cfg, strict=strict_labels)
         examples = prepared.corpus.splits["test"]
-        if any(e.tags is None for e in examples):
+        if all(e.tags is None for e in examples):
             fail(f"{data}: has no tag column to evaluate against; use tagtune predict for unlabelled data")
+        require_tags(examples, "test", "tagtune evaluate", data_cfg)  # some sentences without tags
         unknown = sorted(set(prepared.labels) - set(checkpoint.labels))
         if unknown:
             typer.echo(f"warning: tags {unknown} are not among the model's labels; they count as missed", err=True)
         decoder = checkpoint.decoder(decoding)  # type: ignore[arg-type]  # a CRF model's transitions included
-        result = evaluate_examples(model_forward(checkpoint.model), checkpoint.aligner(), examples, decoder,
-                                   batch_size=batch_size)
+        aligner = checkpoint.aligner()
+        result = evaluate_examples(model_forward(checkpoint.model), aligner, examples, decoder, batch_size=batch_size)
+        warn_long_words(data.name, result.long_words, result.first_long_word, aligner.word_cap)
         metrics = flatten_metrics(result.metrics, entity_level, prefix="eval_")
         metrics["eval_samples"], metrics["eval_words"] = len(examples), result.num_words
         metrics["eval_windowed_sentences"] = result.windowed_examples
+        metrics["eval_long_words"] = result.long_words
         if output_dir is not None:
             atomic_write_json(output_dir / "eval_results.json", metrics)
             write_predictions(output_dir / "predictions.txt", examples, result.predictions)

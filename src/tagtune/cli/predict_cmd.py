@@ -57,6 +57,9 @@ def register(app: typer.Typer) -> None:
                       aggregation=aggregation, precision=precision, decoding=decoding, batch_size=batch_size, threads=threads)
         pairs = _predict_all(tagger, sources, text or [], text_field, task_name, progress=not quiet)
         count = _write(pairs, output, output_format, tagger.metadata())
+        from tagtune.align import warn_long_words
+
+        warn_long_words("input", tagger.long_words, tagger.first_long_word, tagger.aligner.word_cap)
         typer.echo(f"tagged {count} documents with {tagger.backend} ({tagger.precision})"
                    + (f" -> {output}" if output else ""), err=True)
 
@@ -92,7 +95,7 @@ def _paired(tagger, documents: Iterable, *, words: bool, progress: bool) -> Iter
     def feed():
         for document in documents:
             pending.append(document)
-            yield Example(document.words, doc=document.document) if words else document.text
+            yield Example(document.words, doc=document.document, origin=document.origin) if words else document.text
 
     stream = tagger.predict_examples(feed(), progress=progress) if words else tagger.predict(feed(), progress=progress)
     for prediction in stream:
@@ -100,20 +103,10 @@ def _paired(tagger, documents: Iterable, *, words: bool, progress: bool) -> Iter
 
 
 def _write(pairs: Iterator, output: Path | None, fmt: str, metadata: dict | None = None) -> int:
-    import os
-    import tempfile
-
+    from tagtune.fileio import atomic_open
     from tagtune.predict_io import write_predictions
 
     if output is None or str(output) == "-":
         return write_predictions(pairs, sys.stdout, fmt, metadata)  # type: ignore[arg-type]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            count = write_predictions(pairs, handle, fmt, metadata)  # type: ignore[arg-type]
-        os.replace(tmp, output)  # readers see the old file or the complete new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    with atomic_open(output) as handle:  # readers see the old file or the complete new one
+        return write_predictions(pairs, handle, fmt, metadata)  # type: ignore[arg-type]

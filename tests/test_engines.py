@@ -1,0 +1,141 @@
+"""One behaviour suite over both training engines: what a run does must not depend on ``--engine``.
+
+Each test runs ``tagtune train --engine trainer|accelerate`` in this process on a tiny BERT and a small
+CoNLL file written here, and checks what the run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+ENGINES = ("trainer", "accelerate")
+WORDS = "the a of to in and is was for on with as by at from said will has week year".split()
+NAMES = [("john", "PER"), ("paris", "LOC"), ("reuters", "ORG"), ("london", "LOC"), ("mary", "PER")]
+
+
+def write_conll(path: Path, sentences: int, seed: int) -> list[list[str]]:
+    """Sentences of 2 to 40 words (so that token budgets and sentence counts give other batches)."""
+    rng = random.Random(seed)
+    out, lines = [], []
+    for _ in range(sentences):
+        words = []
+        for _ in range(rng.choice([1, 2, 3, 10, 20])):
+            if rng.random() < 0.4:
+                name, kind = rng.choice(NAMES)
+                words.append((name, f"B-{kind}"))
+            else:
+                words.append((rng.choice(WORDS), "O"))
+        words.append((".", "O"))
+        out.append([w for w, _ in words])
+        lines += [f"{w} {t}" for w, t in words] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("engines") / "train.txt"
+    write_conll(path, 60, seed=5)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate():
+    """Accelerate keeps one process-wide state; each run starts from a fresh one, as a new process would."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def train(engine: str, model: Path, train_file: Path, out: Path, *extra: str):
+    """``tagtune train`` with the given engine; returns the CLI result and the run's results."""
+    from typer.testing import CliRunner
+
+    from tagtune.cli import app
+
+    result = CliRunner().invoke(app, [
+        "train", "--engine", engine, "--model", str(model), "--train", str(train_file), "--output", str(out),
+        "--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--quiet", "--max_seq_length", "32", "--seed", "1",
+        *extra])
+    found = json.loads((out / "all_results.json").read_text()) if (out / "all_results.json").is_file() else {}
+    return result, found
+
+
+def optimizer_steps(out: Path, results: dict) -> int:
+    if "train_steps" in results:  # the accelerate loop
+        return results["train_steps"]
+    return json.loads((out / "trainer_state.json").read_text())["global_step"]
+
+
+def window_lengths(model: Path, train_file: Path) -> list[int]:
+    from tagtune.align import Aligner, load_tokenizer
+    from tagtune.config import AlignConfig, DataConfig
+    from tagtune.readers import read_file
+
+    examples, _ = read_file(train_file, DataConfig())
+    return [len(ids) for ids in Aligner(load_tokenizer(str(model)), AlignConfig(max_length=32)).encode(examples).input_ids]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_default_batches_hold_a_token_budget(engine, tiny_bert_dir, train_file, tmp_path):
+    """No batching flag: batches of 10 x --batch-size padded sub-tokens (80 here), in both engines."""
+    from tagtune.batching import token_budget_batches
+
+    out = tmp_path / engine
+    result, found = train(engine, tiny_bert_dir, train_file, out)
+    assert result.exit_code == 0, result.output
+    lengths = window_lengths(tiny_bert_dir, train_file)
+    expected = len(token_budget_batches(lengths, 80, seed=1))
+    assert expected != math.ceil(len(lengths) / 8)  # the data tells the two batchings apart
+    assert optimizer_steps(out, found) == expected
+    assert found["train_padding_fraction"] < 0.15
+    assert found["train_real_tokens"] == sum(lengths)  # every window trained on once
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_group_by_length_false_gives_upstream_random_batches(engine, tiny_bert_dir, train_file, tmp_path):
+    out = tmp_path / engine
+    result, found = train(engine, tiny_bert_dir, train_file, out, "--group_by_length", "false")
+    assert result.exit_code == 0, result.output
+    lengths = window_lengths(tiny_bert_dir, train_file)
+    assert optimizer_steps(out, found) == math.ceil(len(lengths) / 8)
+    assert found["train_padding_fraction"] > 0.3  # random batches of mixed lengths pad a lot
+    assert found["train_real_tokens"] == sum(lengths)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bare_group_by_length_and_explicit_budget(engine, tiny_bert_dir, train_file, tmp_path):
+    from tagtune.batching import token_budget_batches
+
+    result, found = train(engine, tiny_bert_dir, train_file, tmp_path / "grouped", "--group_by_length")
+    assert result.exit_code == 0, result.output
+    lengths = window_lengths(tiny_bert_dir, train_file)
+    assert optimizer_steps(tmp_path / "grouped", found) == math.ceil(len(lengths) / 8)
+    result, found = train(engine, tiny_bert_dir, train_file, tmp_path / "budget", "--max_tokens_per_batch", "96")
+    assert result.exit_code == 0, result.output
+    assert optimizer_steps(tmp_path / "budget", found) == len(token_budget_batches(lengths, 96, seed=1))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_batchings_at_once_are_one_error_line(engine, tiny_bert_dir, train_file, tmp_path, monkeypatch, capsys):
+    from tagtune.cli import main
+
+    monkeypatch.setattr("sys.argv", [
+        "tagtune", "train", "--engine", engine, "--model", str(tiny_bert_dir), "--train", str(train_file),
+        "--output", str(tmp_path / "out"), "--quiet", "--max_tokens_per_batch", "100", "--group_by_length", "true"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("error: --max_tokens_per_batch 100 (token-budget batches) and")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
