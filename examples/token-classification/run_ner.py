@@ -22,5 +22,10 @@ def main(argv: list[str] | None = None) -> dict:
                        strict_labels=data_args.strict_labels)
 
 
+def _mp_fn(index: int) -> None:
+    """Entry point of ``xla_spawn.py`` on TPUs, as upstream's run_ner.py has it."""
+    run_guarded(main)
+
+
 if __name__ == "__main__":
     run_guarded(main)

@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model_type", type=str, default=None, help="Model type when training from scratch (needs --tokenizer_name).")
     add("--label_all_tokens", action="store_true", help="Label every sub-token, not only the first.")
     add("--return_entity_level_metrics", action="store_true", help="Report metrics per entity type.")
-    add("--task_name", type=str, default="ner", choices=["ner", "pos", "chunk"], help="Which tags to read.")
+    add("--task_name", type=str.lower, default="ner", choices=["ner", "pos", "chunk"], help="Which tags to read.")
     add("--debug", action="store_true", help=f"Use only the first {DEBUG_SAMPLES} sentences of each split.")
     add("--push_to_hub", action="store_true", help="Not supported offline; refused.")
     add("--hub_model_id", type=str, default=None, help="Accepted for compatibility (see --push_to_hub).")
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--allow_pickle", action="store_true", help="Accept pickled .bin/.pt weights (unsafe).")
     add("--cache_dir", type=str, default=None, help="Cache directory for hub models and data sets.")
     add("--model_revision", type=str, default="main", help="Model version (branch, tag or commit).")
+    add("--verbose", action="store_true", help="Show the traceback of an error (read by tagtune.cli.run_guarded).")
     return parser
 
 

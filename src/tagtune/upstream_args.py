@@ -134,6 +134,10 @@ class TagtuneTrainingArguments(TrainingArguments):
                 "--train_sampling_strategy is given; 0 = sentence-count batches."})
 
     def __post_init__(self) -> None:
+        # tagtune's streaming evaluation reports no eval_loss, the Trainer's choice for the best model when
+        # none is named: entity F1 is what this evaluation is for (--metric_for_best_model overrides it).
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            self.metric_for_best_model = "f1"
         self.max_tokens_per_batch, strategy = resolve_batching(
             self.per_device_train_batch_size, self.max_tokens_per_batch, self.group_by_length,
             self.train_sampling_strategy)
@@ -165,7 +169,7 @@ def parse_upstream_args(argv: list[str] | None = None):
         if len(argv) == 1 and argv[0].endswith(".json"):
             parsed = parser.parse_json_file(json_file=str(Path(argv[0]).resolve()))
         else:
-            parsed = parser.parse_args_into_dataclasses(args=argv)
+            parsed = parser.parse_args_into_dataclasses(args=argv)[:len(ARGUMENT_CLASSES)]  # less --verbose
     except ConfigError:
         raise
     except ValueError as error:  # unknown flags, invalid JSON, TrainingArguments' own consistency checks
@@ -190,6 +194,11 @@ class _OneLineParser(HfArgumentParser):
         for action in self._actions:
             if action.type is string_to_bool and action.nargs is None:
                 action.nargs, action.const = "?", True
+            if action.dest in ("task_name", "decoding", "data_format", "conllu_tag"):
+                action.type = str.lower  # --task_name NER is upstream's ner (its choices are lower case)
+        # --verbose (tracebacks instead of one line) is read by tagtune.cli.run_guarded; accepted here
+        # so that it is not an unknown flag.
+        self.add_argument("--verbose", action="store_true", help="Show the traceback of an error.")
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{message}; see --help for the flags")
