@@ -182,3 +182,14 @@ def stop_server(process, seconds: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         raise
+
+
+def run_console(function, *args) -> int:
+    """Run ``function`` as the console scripts do (``tagtune.cli.run_guarded``); return the exit status."""
+    from tagtune.cli import run_guarded
+
+    try:
+        run_guarded(function, *args)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    return 0

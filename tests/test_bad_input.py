@@ -438,15 +438,9 @@ def env(tmp_path: Path, models: dict[str, Path]) -> Iterator[Env]:
     logger.handlers[:] = saved
 
 
-def run(function, *args) -> int:
-    """Run as the console scripts do; return the exit status."""
-    from tagtune.cli import run_guarded
+from conftest import run_console  # noqa: E402
 
-    try:
-        run_guarded(function, *args)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 1
-    return 0
+run = run_console  # the name the cases use
 
 
 def assert_one_error_line(code: int, captured, expected: list[str]) -> str:

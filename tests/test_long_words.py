@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_console
 
 EXAMPLES = REPO / "examples" / "token-classification"
 sys.path.insert(0, str(EXAMPLES))
@@ -73,15 +73,7 @@ def conll_blocks(text: str) -> list[list[list[str]]]:
     return [[line.split() for line in block.splitlines()] for block in text.strip("\n").split("\n\n") if block.strip()]
 
 
-def run(function, *args) -> int:
-    """Run as the console scripts do; return the exit status."""
-    from tagtune.cli import run_guarded
-
-    try:
-        run_guarded(function, *args)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 1
-    return 0
+run = run_console  # the name the cases use
 
 
 @pytest.fixture(autouse=True)

@@ -20,29 +20,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 python="${PYTHON:-python}"
 read -r -a launcher <<< "${LAUNCHER:-accelerate launch}"
 
-# Whether one of the flags named was passed (as --flag, --flag=value or the --dash-spelling).
-given() {
-  local arg wanted
-  for arg in "${passed[@]}"; do
-    arg="${arg%%=*}"
-    for wanted in "$@"; do
-      if [ "${arg//-/_}" = "${wanted//-/_}" ]; then return 0; fi
-    done
-  done
-  return 1
-}
-
+source "$here/_defaults.sh"
 passed=("$@")
 defaults=()
-if ! given --model_name_or_path --model_type; then
-  model="$("$python" -c 'from tagtune.defaults import packaged_model_dir; print(packaged_model_dir())')"
-  defaults+=(--model_name_or_path "$model")
-fi
-if ! given --train_file --validation_file --test_file --dataset_name; then
-  sample="$("$python" -c 'from tagtune.defaults import sample_data_files
-for split, path in sample_data_files().items(): print(f"--{split}_file={path}")')"
-  while IFS= read -r flag; do defaults+=("$flag"); done <<< "$sample"
-fi
+default_model --model_name_or_path --model_type
+default_data || true
 if ! given --output_dir; then
   defaults+=(--output_dir /tmp/test-ner-no-trainer --overwrite_output_dir)
 fi

@@ -1,9 +1,9 @@
 """The Trainer engine: read, label, align, fine-tune with ``transformers.Trainer``, evaluate, predict, save.
 
 This is what ``examples/token-classification/run_ner.py`` and ``tagtune train`` run. Every
-``TrainingArguments`` flag passes through; tagtune only changes defaults that are plainly better
-(length-grouped batches) and replaces the Trainer's evaluation, which keeps every logit in memory and
-scores sub-tokens, by a streaming word-level one.
+``TrainingArguments`` flag passes through; tagtune changes only defaults that measured better
+(token-budget batches, :mod:`tagtune.batching`) and replaces the Trainer's evaluation, which keeps every
+logit in memory and scores sub-tokens, by a streaming word-level one.
 """
 
 from __future__ import annotations
