@@ -139,3 +139,32 @@ def test_two_batchings_at_once_are_one_error_line(engine, tiny_bert_dir, train_f
     assert err.startswith("error: --max_tokens_per_batch 100 (token-budget batches) and")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_second_run_loads_the_cached_tokenization(engine, tiny_bert_dir, train_file, tmp_path, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setenv("TAGTUNE_CACHE", str(tmp_path / "cache"))
+    caplog.set_level(logging.INFO, logger="tagtune")
+    result, _ = train(engine, tiny_bert_dir, train_file, tmp_path / "first", "--max_steps", "1")
+    assert result.exit_code == 0, result.output
+    assert "train: tokenized 60 sentences" in caplog.text and "tokenization skipped" not in caplog.text
+    caplog.clear()
+    result, _ = train(engine, tiny_bert_dir, train_file, tmp_path / "second", "--max_steps", "1")
+    assert result.exit_code == 0, result.output
+    assert "train: loaded cached tokenization of 60 sentences" in caplog.text
+    caplog.clear()
+    result, _ = train(engine, tiny_bert_dir, train_file, tmp_path / "third", "--max_steps", "1", "--overwrite_cache")
+    assert result.exit_code == 0, result.output
+    assert "train: tokenized 60 sentences" in caplog.text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_time_budget_stops_training_with_the_learning_rate_decayed(engine, tiny_bert_dir, train_file, tmp_path):
+    out = tmp_path / engine
+    result, found = train(engine, tiny_bert_dir, train_file, out, "--num_train_epochs", "10000",
+                          "--max_train_seconds", "2")
+    assert result.exit_code == 0, result.output
+    assert 2 <= found["train_runtime"] < 60
+    assert 1 <= optimizer_steps(out, found) and found["epoch"] < 10000

@@ -40,6 +40,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tagtune.align import Aligner, load_tokenizer, warn_long_words
 from tagtune.batching import EpochRandomSampler, TokenBudgetBatchSampler
+from tagtune.cache import encode_cached
 from tagtune.corpus import Example
 from tagtune.crf import crf_parameter_groups, wrap_with_crf
 from tagtune.decode import Decoder
@@ -54,7 +55,7 @@ from tagtune.modeling import load_token_classifier, resolve_labels
 from tagtune.outputs import save_run_config, saved_fields, write_model_card
 from tagtune.progress import progress_bar
 from tagtune.report import write_run_report
-from tagtune.train import WEIGHT_FILES, check_output_dir, prepare_data
+from tagtune.train import WEIGHT_FILES, TrainClock, check_output_dir, prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +193,8 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     model, labels = _load_model(args, cfg.model_type, data.labels, data.scheme)
     aligner = Aligner(tokenizer, args.align, {label: i for i, label in enumerate(labels)})
     decoder = Decoder(labels, data.scheme, args.eval.decoding)
-    train = aligner.encode(splits["train"])
+    with accelerator.main_process_first():  # the main process tokenizes and caches, the others read the cache
+        train = encode_cached(aligner, splits["train"], overwrite=args.data.overwrite_cache, name="train")
     if train.labels is None:
         raise ConfigError("the training data has no tags; pass --label_column_name or a labelled --train_file")
     if accelerator.is_main_process:
@@ -220,8 +222,11 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
             warn_long_words(split, evaluator.encoding.long_words, evaluator.encoding.first_long_word, aligner.word_cap)
 
     max_steps, num_epochs = cfg.total_steps(len(train_loader))
-    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer=optimizer, num_warmup_steps=cfg.num_warmup_steps,
-                              num_training_steps=max_steps)
+    # --max_train_seconds: the learning rate decays with the training time instead of the steps.
+    budget = TrainClock(cfg.max_train_seconds) if cfg.max_train_seconds else None
+    scheduler = (torch.optim.lr_scheduler.LambdaLR(optimizer, budget.lr_factor) if budget else
+                 get_scheduler(cfg.lr_scheduler_type, optimizer=optimizer, num_warmup_steps=cfg.num_warmup_steps,
+                               num_training_steps=max_steps))
     accelerator.register_for_checkpointing(scheduler)
     position = Position(seed=seed, num_processes=world, per_device_train_batch_size=cfg.per_device_train_batch_size,
                         gradient_accumulation_steps=cfg.gradient_accumulation_steps, train_windows=len(train),
@@ -244,6 +249,8 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     meter = _Meter(clock)
     history: list[dict[str, float]] = []  # Trainer-style log entries, for the report's learning curves
     evaluation: EvalResult | None = None
+    if budget:
+        budget.start = time.perf_counter()
     with progress_bar(total=max_steps, initial=position.completed_steps, desc="training", unit="step") as bar:
         for step in train_steps(accelerator, model, prepared_optimizer, scheduler, train_loader, position,
                                 max_steps, num_epochs, cfg.max_grad_norm):
@@ -268,6 +275,10 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
                 name = _checkpoint_name(cfg.checkpointing_steps, step)
                 if name:
                     save_checkpoint(accelerator, output_dir, name, position)
+            if budget and _main_process_says(accelerator, budget.elapsed() >= budget.budget):
+                if not step.end_of_epoch:
+                    evaluation = None  # stopped mid-epoch: the final evaluation must see these steps
+                break
     runtime = clock.seconds()
     if cfg.with_tracking:
         accelerator.end_training()
@@ -329,6 +340,16 @@ class EpochLengthGroupedSampler(LengthGroupedSampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self.generator.manual_seed(self.seed + epoch)
+
+
+def _main_process_says(accelerator, value: bool) -> bool:
+    """The main process's ``value`` on every process (their clocks differ slightly, and a process that
+    stopped alone would leave the others waiting in the next gradient sync). Called by every process."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return bool(broadcast_object_list([value])[0])
 
 
 def _launched_without_gpu() -> bool:

@@ -37,12 +37,15 @@ class LoopConfig:
         max_tokens_per_batch: Token-budget batches of at most this many padded sub-tokens (0: batches of
             ``per_device_train_batch_size`` sentences in ``train_sampling_strategy`` order).
         train_sampling_strategy: ``random`` (upstream) or ``group_by_length`` sentence-count batches.
+        max_train_seconds: Train for this many seconds of this process's training time: the learning
+            rate decays linearly with time to 0 and training stops then (or at the step limit if sooner).
     """
 
     output_dir: Path
     per_device_train_batch_size: int = 8
     max_tokens_per_batch: int = 0
     train_sampling_strategy: str = "random"
+    max_train_seconds: float | None = None
     per_device_eval_batch_size: int = 8
     learning_rate: float = 5e-5
     weight_decay: float = 0.0
@@ -176,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--strict_labels", action="store_true", help="Refuse invalid IOB sequences instead of repairing them.")
     add("--allow_pickle", action="store_true", help="Accept pickled .bin/.pt weights (unsafe).")
     add("--cache_dir", type=str, default=None, help="Cache directory for hub models and data sets.")
+    add("--max_train_seconds", type=float, default=None,
+        help="Train for this wall time: the learning rate decays linearly with time to 0 and training stops then "
+             "(or at the end of --num_train_epochs / --max_train_steps if sooner); as run_ner.py's flag.")
+    add("--overwrite_cache", action="store_true",
+        help="Tokenize again instead of reusing the cached tokenization (as run_ner.py's flag).")
     add("--model_revision", type=str, default="main", help="Model version (branch, tag or commit).")
     add("--verbose", action="store_true", help="Show the traceback of an error (read by tagtune.cli.run_guarded).")
     return parser
@@ -229,6 +237,8 @@ def to_loop_args(ns: argparse.Namespace) -> LoopArgs:
             raise ConfigError(f"--{flag} must be at least 1, got {getattr(ns, flag)}")
     if ns.max_train_steps is not None and ns.max_train_steps < 1:
         raise ConfigError(f"--max_train_steps must be at least 1, got {ns.max_train_steps}")
+    if ns.max_train_seconds is not None and not ns.max_train_seconds > 0:
+        raise ConfigError(f"--max_train_seconds must be positive, got {ns.max_train_seconds}")
     if ns.max_train_steps is None and ns.num_train_epochs <= 0:
         raise ConfigError(f"--num_train_epochs must be positive, got {ns.num_train_epochs}")
     if ns.context_size < 0:
@@ -249,7 +259,7 @@ def to_loop_args(ns: argparse.Namespace) -> LoopArgs:
         validation_file=path(ns.validation_file), test_file=path(ns.test_file), format=ns.data_format,
         task_name=ns.task_name, text_column_name=ns.text_column_name, label_column_name=ns.label_column_name,
         label_column=ns.label_column, label_names_file=path(ns.label_names_file), conllu_tag=ns.conllu_tag,
-        cache_dir=path(ns.cache_dir), max_train_samples=limit(ns.max_train_samples),
+        cache_dir=path(ns.cache_dir), overwrite_cache=ns.overwrite_cache, max_train_samples=limit(ns.max_train_samples),
         max_eval_samples=limit(ns.max_eval_samples), max_predict_samples=limit(ns.max_predict_samples),
     )
     model = ModelConfig(
@@ -269,7 +279,7 @@ def to_loop_args(ns: argparse.Namespace) -> LoopArgs:
                                             ns.group_by_length, ns.train_sampling_strategy)
     loop = LoopConfig(
         output_dir=Path(ns.output_dir), per_device_train_batch_size=ns.per_device_train_batch_size,
-        max_tokens_per_batch=max_tokens, train_sampling_strategy=sampling,
+        max_tokens_per_batch=max_tokens, train_sampling_strategy=sampling, max_train_seconds=ns.max_train_seconds,
         per_device_eval_batch_size=ns.per_device_eval_batch_size, learning_rate=ns.learning_rate,
         weight_decay=ns.weight_decay, max_grad_norm=ns.max_grad_norm, num_train_epochs=ns.num_train_epochs, max_train_steps=ns.max_train_steps,
         gradient_accumulation_steps=ns.gradient_accumulation_steps, lr_scheduler_type=ns.lr_scheduler_type,

@@ -116,7 +116,7 @@ _LOOP_RENAMED = {"--max_seq_length": "--max_length", "--max_steps": "--max_train
                  "--use_cpu": "--cpu"}
 _LOOP_SWITCHES = {"--pad_to_max_length", "--label_all_tokens", "--return_entity_level_metrics", "--trust_remote_code",
                   "--ignore_mismatched_sizes", "--allow_pickle", "--strict_labels", "--overwrite_output_dir",
-                  "--cpu", "--debug", "--with_tracking", "--crf", "--document_context"}
+                  "--cpu", "--debug", "--with_tracking", "--crf", "--document_context", "--overwrite_cache", "--verbose"}
 _TRAINER_ONLY = {"--do_train", "--do_eval", "--do_predict", "--disable_tqdm"}
 
 
