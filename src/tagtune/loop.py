@@ -195,8 +195,6 @@ def run_loop(args: LoopArgs) -> dict[str, float]:
     decoder = Decoder(labels, data.scheme, args.eval.decoding)
     with accelerator.main_process_first():  # the main process tokenizes and caches, the others read the cache
         train = encode_cached(aligner, splits["train"], overwrite=args.data.overwrite_cache, name="train")
-    if train.labels is None:
-        raise ConfigError("the training data has no tags; pass --label_column_name or a labelled --train_file")
     if accelerator.is_main_process:
         warn_long_words("train", train.long_words, train.first_long_word, aligner.word_cap)
 
