@@ -33,6 +33,7 @@ sys.path.insert(0, str(EXAMPLES))
 NAMES = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
 GOOD = "EU B-ORG\nrejects O\n\n"
 OK = {"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}
+SPANS_OK = {"text": "EU rejects", "spans": [{"start": 0, "end": 2, "label": "ORG"}]}
 TAGGED_CONLLU = "1\tEU\teu\tB-ORG\t_\t_\t0\troot\t_\t_\n"  # UPOS only: no XPOS
 UNTAGGED_CONLLU = "# sent_id = u1\n1\tEU\t_\t_\t_\t_\t0\troot\t_\t_\n2\trejects\t_\t_\t_\t_\t1\tdep\t_\t_\n"
 
@@ -190,6 +191,50 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["syntax.json:2: invalid JSON"]),
     ("JSON nested 100,000 deep", lambda e: e.train(e.file("deep.json", "[" * 100_000 + "]" * 100_000)),
      ["deep.json: invalid JSON"]),
+    # --- span files from annotation tools (text + character spans)
+    ("span offsets past the end of the text",
+     lambda e: e.train(e.file("past.jsonl", jsonl(SPANS_OK, {"text": "EU", "label": [[0, 9, "ORG"]]}))),
+     ["past.jsonl:2: span #0 [0, 9) ORG lies outside the text (0..2 characters)"]),
+    ("span start after its end",
+     lambda e: e.train(e.file("order.jsonl", jsonl({"text": "EU rejects", "spans": [{"start": 5, "end": 2, "label": "ORG"}]}))),
+     ["order.jsonl:1: span #0 [5, 2) ORG starts after it ends"]),
+    ("span label that is no tag type",
+     lambda e: e.train(e.file("lab.jsonl", jsonl({"text": "EU rejects", "label": [[0, 2, "Org Name"]]}))),
+     ["lab.jsonl:1: span #0 has the label 'Org Name', holding whitespace", "rename it, e.g. 'Org_Name'"]),
+    ("span label unknown to annotation.conf",
+     lambda e: (e.file("brat/annotation.conf", "[entities]\nORG\nPER\n"), e.file("brat/d.txt", "EU rejects"),
+                e.train(e.file("brat/d.ann", "T1\tORGG 0 2\tEU\n")))[-1],
+     ["d.ann:1: T1 has the label 'ORGG', not among the known types (ORG, PER)"]),
+    ("overlapping spans",
+     lambda e: e.train(e.file("over.jsonl", jsonl(SPANS_OK, {"text": "Angela Merkel", "spans": [
+         {"start": 0, "end": 13, "label": "PER"}, {"start": 7, "end": 13, "label": "LOC"}]}))),
+     ["over.jsonl:2: span #0 [0, 13) PER 'Angela Merkel' overlaps span #1 [7, 13) LOC 'Merkel'",
+      "--overlapping_spans longest"]),
+    ("span text differs from the offsets",
+     lambda e: e.train(e.file("drift.jsonl", jsonl({"text": "EU rejects", "spans": [
+         {"start": 1, "end": 3, "label": "ORG", "text": "EU"}]}))),
+     ["drift.jsonl:1: span #0 [1, 3) ORG: its text 'EU' differs from the text at those offsets 'U '",
+      "the offsets have drifted"]),
+    ("span file not UTF-8",
+     lambda e: e.train(e.file("latin-spans.jsonl", jsonl(SPANS_OK).encode() + b'{"text": "caf\xe9", "spans": []}\n')),
+     ["latin-spans.jsonl:2: invalid UTF-8 byte 0xe9"]),
+    ("truncated span JSON lines",
+     lambda e: e.train(e.file("cut.jsonl", jsonl(SPANS_OK) + '{"text": "EU", "spans": [{"start": 0')),
+     ["cut.jsonl:2: invalid JSON"]),
+    ("truncated Label Studio export",
+     lambda e: e.train(e.file("ls.json", '[{"data": {"text": "EU"}, "annotations": [{"result": [\n')),
+     ["ls.json:", "invalid JSON"]),
+    ("Label Studio span past the end",
+     lambda e: e.train(e.file("ls2.json", json.dumps([{"id": 4, "data": {"text": "EU"}, "annotations": [{"result": [
+         {"type": "labels", "value": {"start": 0, "end": 7, "labels": ["ORG"]}}]}]}]))),
+     ["ls2.json record #0: result #0 [0, 7) ORG lies outside the text"]),
+    ("discontinuous brat span",
+     lambda e: (e.file("d.txt", "EU rejects German call"),
+                e.train(e.file("d.ann", "T1\tMISC 11 17;18 22\tGerman call\n")))[-1],
+     ["d.ann:1: T1 is a discontinuous span (MISC 11 17;18 22)", "split it into separate annotations"]),
+    ("GLiNER token index past the end",
+     lambda e: e.train(e.file("g.jsonl", jsonl({"tokenized_text": ["EU", "rejects"], "ner": [[1, 4, "ORG"]]}))),
+     ["g.jsonl:1: span #0 tokens 1..4 lie outside the 2 tokens of 'tokenized_text'"]),
     # --- label files
     ("labels.json not JSON",
      lambda e: _labels_beside(e, '{"ner_tags": [O, ]', jsonl({"tokens": ["a"], "ner_tags": [0]})),

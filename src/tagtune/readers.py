@@ -1,8 +1,9 @@
 """Reading token-classification data, from files or hub data sets, into a :class:`~tagtune.corpus.Corpus`.
 
 Formats: CoNLL column files, CoNLL-U, JSON (a list of records or ``{"data": [...]}``), JSON lines and
-CSV (see :mod:`tagtune.readers_columns` and :mod:`tagtune.readers_records`), plus ``datasets`` data
-sets. Tags leave the readers as names: integer ids are named by ``--label_names_file``, a
+CSV (see :mod:`tagtune.readers_columns` and :mod:`tagtune.readers_records`), text with labelled
+character spans from annotation tools (``spans``, ``labelstudio``, ``brat``: :mod:`tagtune.readers_spans`),
+plus ``datasets`` data sets. Tags leave the readers as names: integer ids are named by ``--label_names_file``, a
 ``labels.json`` beside the file, or ``ClassLabel`` features, never guessed. Every problem is a
 :class:`~tagtune.errors.TagtuneError` naming ``file:line`` or ``record #n`` (0-based).
 
@@ -16,6 +17,7 @@ import contextlib
 import csv
 import itertools
 import json
+import logging
 import os
 import re
 import socket
@@ -40,13 +42,17 @@ from tagtune.readers_records import (
     read_json,
     read_jsonl,
 )
+from tagtune.readers_spans import SPAN_FORMATS, is_brat, json_span_format, read_spans, span_config
+from tagtune.spans import SpanConfig, SpanIssues
 
 __all__ = ["FORMATS", "detect_format", "read_corpus", "read_file", "read_hf_dataset", "require_tags"]
 
-FORMATS = ("conll", "conllu", "json", "jsonl", "csv")
+logger = logging.getLogger(__name__)
+
+FORMATS = ("conll", "conllu", "json", "jsonl", "csv", *SPAN_FORMATS)
 _EXTENSIONS = {
     ".txt": "conll", ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".tsv": "conll", ".bio": "conll",
-    ".conllu": "conllu", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
+    ".conllu": "conllu", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".ann": "brat",
 }
 _SNIFF_BYTES = 1 << 16
 _CONLLU_ID = re.compile(r"[0-9]+(?:[-.][0-9]+)?")
@@ -64,21 +70,25 @@ def detect_format(path: Path) -> str:
 
     ``.txt .conll .iob .tsv .bio`` are CoNLL column files, ``.conllu`` CoNLL-U, ``.jsonl`` JSON lines,
     ``.csv`` CSV; ``.json`` is JSON or JSON lines depending on the content (the upstream
-    ``train.json`` holds one object per line).
+    ``train.json`` holds one object per line). JSON and JSON lines whose first record holds a text with
+    spans are ``spans``, Label Studio tasks ``labelstudio``; a ``.ann`` file, a ``.txt`` beside a
+    ``.ann`` or a directory of ``.ann`` files is ``brat``.
 
     Args:
-        path: The data file.
+        path: The data file (or brat directory).
 
     Returns:
-        One of ``conll``, ``conllu``, ``json``, ``jsonl``, ``csv``.
+        One of :data:`FORMATS`.
 
     Raises:
         DataFormatError: The file is missing, a directory, empty, binary or not UTF-8 text.
     """
     path = Path(path)
+    if is_brat(path):
+        return "brat"  # before check_file: a folder, or an empty .ann (a document without entities)
     check_file(path)
     ext = path.suffix.lower()
-    if ext in _EXTENSIONS:
+    if ext in _EXTENSIONS and _EXTENSIONS[ext] != "jsonl":
         return _EXTENSIONS[ext]
     try:
         with path.open("rb") as handle:
@@ -102,9 +112,11 @@ def detect_format(path: Path) -> str:
             ) from None
         text = head[: err.start].decode("utf-8")
     text = text.removeprefix("\ufeff")
-    if ext == ".json":
-        return _json_flavour(text)
-    return _sniff(path, text)
+    if ext in _EXTENSIONS:
+        fmt = _EXTENSIONS[ext]
+    else:
+        fmt = _json_flavour(text) if ext == ".json" else _sniff(path, text)
+    return json_span_format(text, fmt) if fmt in ("json", "jsonl") else fmt
 
 
 def _json_flavour(text: str) -> str:
@@ -146,20 +158,22 @@ def _resolve_format(path: Path, fmt: str | None) -> str:
         return detect_format(path)
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of auto, {', '.join(FORMATS)}")
-    check_file(path)
+    if fmt != "brat":  # brat paths are folders or pairs of files: read_brat checks them
+        check_file(path)
     return fmt
 
 
 def read_file(
-    path: Path, cfg: DataConfig, split: str = "train", format: str | None = None
+    path: Path, cfg: DataConfig, split: str = "train", format: str | None = None, spans: SpanConfig | None = None
 ) -> tuple[list[Example], list[str] | None]:
-    """Read one data file.
+    """Read one data file; recoverable problems of span data are logged as warnings.
 
     Args:
         path: The file.
         cfg: Column, task and label-name options.
         split: The split the file is read for (``train``, ``validation``, ``test``), for messages.
         format: The format; ``None`` uses ``cfg.format``, and ``auto`` detects it.
+        spans: How span data is read (overlaps, Label Studio annotator); ``None``: the defaults.
 
     Returns:
         The examples, and the label names when the file holds integer ids (else ``None``).
@@ -169,17 +183,23 @@ def read_file(
         LabelSchemeError: Tags are unnamed ids, out of range, mixed with names, or not tags at all.
         ConfigError: An option does not fit the file.
     """
-    examples, names, _ = _read_file(Path(path), cfg, split, format or cfg.format, None)
+    examples, names, _, warnings = _read_file(Path(path), cfg, split, format or cfg.format, None, spans)
+    for warning in warnings:
+        logger.warning(warning)
     return examples, names
 
 
 def _read_file(
-    path: Path, cfg: DataConfig, split: str, fmt: str | None, limit: int | None
-) -> tuple[list[Example], list[str] | None, str]:
-    """:func:`read_file` that stops after ``limit`` examples and also returns the format read."""
+    path: Path, cfg: DataConfig, split: str, fmt: str | None, limit: int | None, spans: SpanConfig | None = None
+) -> tuple[list[Example], list[str] | None, str, list[str]]:
+    """:func:`read_file` that stops after ``limit`` examples and also returns the format read and the
+    warnings (counted recoverable problems)."""
     fmt = _resolve_format(path, fmt)
     conv: RecordConverter | None = None
-    if fmt == "conll":
+    issues = SpanIssues()
+    if fmt in SPAN_FORMATS:
+        stream: Iterator[Example] = read_spans(path, fmt, cfg, span_config(cfg, spans), issues)
+    elif fmt == "conll":
         stream: Iterator[Example] = read_conll(path, cfg)
     elif fmt == "conllu":
         stream = read_conllu(path, cfg)
@@ -197,14 +217,15 @@ def _read_file(
             "-DOCSTART- or headers); expected at least one sentence; pass --format if the format was "
             "misdetected"
         )
-    return examples, None if conv is None else conv.names, fmt
+    return examples, None if conv is None else conv.names, fmt, issues.warnings(str(path))
 
 
-def read_corpus(cfg: DataConfig) -> Corpus:
+def read_corpus(cfg: DataConfig, spans: SpanConfig | None = None) -> Corpus:
     """Read the train/validation/test files of ``cfg``, or its hub data set.
 
     ``max_train_samples``, ``max_eval_samples`` and ``max_predict_samples`` keep the first examples
-    of the train, validation and test splits.
+    of the train, validation and test splits. ``spans`` says how span data is read (``None``: the
+    options of ``cfg``, else the defaults); its counted problems go to ``Corpus.warnings``.
 
     Raises:
         ConfigError: No data (or both a data set and files) given, or a negative sample limit.
@@ -230,10 +251,12 @@ def read_corpus(cfg: DataConfig) -> Corpus:
     splits: dict[str, list[Example]] = {}
     names: dict[str, list[str] | None] = {}
     formats: list[str] = []
+    warnings: list[str] = []
     for split, path in given.items():
-        splits[split], names[split], fmt = _read_file(path, cfg, split, cfg.format, limits[split])
+        splits[split], names[split], fmt, found = _read_file(path, cfg, split, cfg.format, limits[split], spans)
         formats.append(fmt)
-    return Corpus(splits, _merge_names(names), "+".join(dict.fromkeys(formats)), [])
+        warnings += found
+    return Corpus(splits, _merge_names(names), "+".join(dict.fromkeys(formats)), warnings)
 
 
 def _merge_names(names: Mapping[str, list[str] | None]) -> list[str] | None:
