@@ -38,6 +38,7 @@ from tagtune.spans import (
     SpanIssues,
     check_spans,
     labels_from,
+    one_line,
     pretokenizer,
     to_example,
 )
@@ -396,7 +397,7 @@ def read_brat(path: Path, cfg: DataConfig, spans: SpanConfig, issues: SpanIssues
         for file in (txt, ann):
             if not file.is_file():
                 raise DataFormatError(f"{file}: no such file; brat data needs both {txt.name} and {ann.name}")
-        text = _read_exact(txt)
+        text = read_exact(txt)
         types = _brat_types(ann.parent)
         file_cfg = spans if types is None or spans.labels is not None else SpanConfig(spans.overlapping_spans, spans.annotator, types)
         checked = check_spans(text, [_one_line(span, text) for span in _brat_spans(ann)], file_cfg, issues)
@@ -404,7 +405,7 @@ def read_brat(path: Path, cfg: DataConfig, spans: SpanConfig, issues: SpanIssues
         yield from _brat_lines(text, checked, txt, doc, file_cfg, issues)
 
 
-def _read_exact(path: Path) -> str:
+def read_exact(path: Path) -> str:
     """A file's text with its line breaks untouched: brat offsets count every character."""
     data = path.read_bytes()
     try:
@@ -417,7 +418,7 @@ def _read_exact(path: Path) -> str:
 
 def _brat_spans(ann: Path) -> Iterator[RawSpan]:
     """The text-bound (``T``) annotations of a ``.ann`` file; relations, events, attributes, notes skipped."""
-    for lineno, line in enumerate(_read_exact(ann).splitlines(), start=1):
+    for lineno, line in enumerate(read_exact(ann).splitlines(), start=1):
         if not line.startswith("T"):
             continue
         parts = line.split("\t")
@@ -440,8 +441,7 @@ def _one_line(span: RawSpan, text: str) -> RawSpan:
     covered = text[span.start:span.end] if 0 <= span.start <= span.end <= len(text) else None
     if covered is None or span.text is None or span.text == covered:
         return span
-    flat = covered.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-    return dataclasses.replace(span, text=covered) if flat == span.text else span
+    return dataclasses.replace(span, text=covered) if one_line(covered) == span.text else span
 
 
 def _brat_types(folder: Path) -> frozenset[str] | None:
@@ -451,7 +451,7 @@ def _brat_types(folder: Path) -> frozenset[str] | None:
     if conf is None:
         return None
     types, section = set(), ""
-    for line in _read_exact(conf).splitlines():
+    for line in read_exact(conf).splitlines():
         line = line.strip()
         if line.startswith("[") and line.endswith("]"):
             section = line[1:-1].strip().lower()

@@ -171,6 +171,15 @@ class SpanIssues:
         return lines
 
 
+def one_line(text: str) -> str:
+    """``text`` with its line breaks as spaces: the text of a span on one line of a brat ``.ann`` file.
+
+    >>> one_line("German\\r\\ncall\\nnow")
+    'German call now'
+    """
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
 def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -16,14 +16,19 @@ def register(app: typer.Typer) -> None:
     def predict(
         model: Annotated[Path, typer.Argument(help="A model directory, or a folder written by tagtune export.")],
         inputs: Annotated[list[Path] | None, typer.Argument(help="Files: .txt (one document per line), .jsonl with a "
-                                                             "'text' field, CoNLL, JSON tokens; '-' reads stdin lines.")] = None,
+                                                             "'text' field (span files of annotation tools too), a Label "
+                                                             "Studio export, brat .ann/.txt or a folder of them, CoNLL, "
+                                                             "JSON tokens; '-' reads stdin lines.")] = None,
         text: Annotated[list[str] | None, typer.Option("--text", "-t", help="A text to tag (repeatable).")] = None,
         input_format: Annotated[str, typer.Option("--input_format", help="auto, lines, text (whole file is one "
-                                                  "document), jsonl, json, conll, conllu.")] = "auto",
+                                                  "document), jsonl, json, conll, conllu, spans, labelstudio, brat.")] = "auto",
         text_field: Annotated[str, typer.Option("--text_field", help="Field holding the text in JSON records.")] = "text",
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default: stdout); a folder "
+                                                    "for brat.")] = None,
         output_format: Annotated[str, typer.Option("--output_format", "--format", "-f",
-                                                   help="jsonl, conll, spacy or html (one self-contained page).")] = "jsonl",
+                                                   help="jsonl, conll, spacy, doccano, labelstudio (pre-annotations "
+                                                   "with the model name and scores), brat (.txt + .ann per document, "
+                                                   "into the --output folder) or html (one self-contained page).")] = "jsonl",
         aggregation: Annotated[str, typer.Option("--aggregation", help="first, average, max or simple.")] = "first",
         backend: Annotated[str, typer.Option("--backend", help="auto, torch or onnx.")] = "auto",
         precision: Annotated[str, typer.Option("--precision", help="auto (int8 on CPUs with VNNI, bf16 on GPUs), fp32, bf16 or int8 (torch).")] = "auto",
@@ -41,14 +46,17 @@ def register(app: typer.Typer) -> None:
         from tagtune.predict import load
         from tagtune.predict_io import OUTPUT_FORMATS, resolve_input_format
         from tagtune.progress import set_quiet
+        from tagtune.readers_spans import is_brat
 
         set_quiet(quiet)
         if output_format not in OUTPUT_FORMATS:
             fail(f"--output_format '{output_format}' is not one of {', '.join(OUTPUT_FORMATS)}")
         if not inputs and not text:
             fail("nothing to tag: give input files, '-' for stdin, or --text 'some text'")
+        if output_format == "brat" and (output is None or str(output) == "-"):
+            fail("--output_format brat writes a .txt and a .ann file per document: pass --output FOLDER")
         for path in inputs or []:
-            if str(path) != "-" and not path.is_file():
+            if str(path) != "-" and not path.is_file() and not (path.is_dir() and is_brat(path)):
                 fail(f"input '{path}' does not exist or is not a file")
         sources = [(path, None if str(path) == "-" else resolve_input_format(path, input_format, text_field))  # type: ignore[arg-type]
                    for path in inputs or []]
@@ -104,8 +112,11 @@ def _paired(tagger, documents: Iterable, *, words: bool, progress: bool) -> Iter
 
 def _write(pairs: Iterator, output: Path | None, fmt: str, metadata: dict | None = None) -> int:
     from tagtune.fileio import atomic_open
-    from tagtune.predict_io import write_predictions
+    from tagtune.predict_io import write_brat, write_predictions
 
+    if fmt == "brat":
+        assert output is not None
+        return write_brat(pairs, output)
     if output is None or str(output) == "-":
         return write_predictions(pairs, sys.stdout, fmt, metadata)  # type: ignore[arg-type]
     with atomic_open(output) as handle:  # readers see the old file or the complete new one
