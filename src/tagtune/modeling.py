@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from tagtune.config import ModelConfig
@@ -131,13 +132,58 @@ def load_token_classifier(model_cfg: ModelConfig, labels: Sequence[str], reinit_
         revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir,
     )
     try:
-        model = AutoModelForTokenClassification.from_pretrained(
-            model_cfg.model_name_or_path, config=config, trust_remote_code=model_cfg.trust_remote_code,
-            revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir,
-            ignore_mismatched_sizes=model_cfg.ignore_mismatched_sizes or reinit_head,
-            use_safetensors=None if model_cfg.allow_pickle else True,
-        )
+        with _load_report_held():
+            model, info = AutoModelForTokenClassification.from_pretrained(
+                model_cfg.model_name_or_path, config=config, trust_remote_code=model_cfg.trust_remote_code,
+                revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir,
+                ignore_mismatched_sizes=model_cfg.ignore_mismatched_sizes or reinit_head,
+                use_safetensors=None if model_cfg.allow_pickle else True, output_loading_info=True,
+            )
     except (OSError, ValueError) as error:
         text = str(error).strip().splitlines()
         raise ModelLoadError(f"cannot load model '{model_cfg.model_name_or_path}': {text[0] if text else error}") from None
+    _log_new_weights(model, info, len(labels))
     return model
+
+
+@contextmanager
+def _load_report_held() -> Iterator[None]:
+    """While a model loads, hold back transformers' table of missing and unexpected weights (its wording
+    in transformers 5 and 4): a new head and an unused pooler are expected when fine-tuning, and
+    :func:`_log_new_weights` says what matters. A failed load lets the table through."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" in message or message.startswith("Some weights of"):
+            held.append(record)
+            return False
+        return True
+
+    hf_logger = logging.getLogger("transformers.modeling_utils")
+    hf_logger.addFilter(hold)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        hf_logger.removeFilter(hold)
+        for record in held if failed else ():  # the details of a size mismatch, say
+            hf_logger.handle(record)
+
+
+def _log_new_weights(model, info: dict, num_labels: int) -> None:
+    """One line on the classification head (new, or the checkpoint's); a warning for new encoder weights."""
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    head = {name for name, _ in model.named_parameters() if not name.startswith(prefix)}
+    new = set(info.get("missing_keys") or ()) | {key for key, *_ in info.get("mismatched_keys") or ()}
+    if new & head:
+        logger.info("new classification head for %d labels (%s), trained from random weights", num_labels,
+                    ", ".join(sorted(new & head)))
+    else:
+        logger.info("classification head for %d labels from the checkpoint", num_labels)
+    if new - head:
+        logger.warning("%d weights of the encoder are not in the checkpoint and start random: %s", len(new - head),
+                       ", ".join(sorted(new - head)[:5]) + (", ..." if len(new - head) > 5 else ""))
+    if info.get("unexpected_keys"):
+        logger.debug("checkpoint weights a token classifier does not use: %s", ", ".join(sorted(info["unexpected_keys"])))
