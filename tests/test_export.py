@@ -31,10 +31,10 @@ def test_export_writes_a_self_contained_folder(onnx_dir) -> None:
 @pytest.mark.parametrize("aggregation", ["first", "simple"])
 def test_onnx_fp32_gives_the_same_tags_and_entities_as_torch(tiny_ner_dir, onnx_dir, aggregation: str) -> None:
     torch_tagger = tagtune.load(tiny_ner_dir, precision="fp32", aggregation=aggregation)
-    from tagtune.export import load_onnx_checkpoint
+    from tagtune.checkpoint import load_checkpoint
     from tagtune.predict import PredictConfig, Tagger
 
-    checkpoint = load_onnx_checkpoint(onnx_dir, file=FP32_FILE)
+    checkpoint = load_checkpoint(onnx_dir, backend="onnx", file=FP32_FILE)
     onnx_tagger = Tagger(checkpoint, checkpoint.model, PredictConfig(aggregation=aggregation), backend="onnx")
     expected = list(torch_tagger.predict(TRICKY_TEXTS))
     got = list(onnx_tagger.predict(TRICKY_TEXTS))

@@ -1,5 +1,5 @@
-"""ONNX export (torch.onnx), dynamic int8 quantization (ONNX Runtime), a parity report, and the ONNX
-backend that the :class:`~tagtune.predict.Tagger` runs with the same pre- and post-processing as torch.
+"""ONNX export (torch.onnx), dynamic int8 quantization (ONNX Runtime) and a parity report; the export
+is loaded by :func:`tagtune.checkpoint.load_checkpoint` (``backend="onnx"``).
 
 An export folder is self-contained: ``model.onnx`` (fp32), ``model_int8.onnx`` (when quantized), the
 tokenizer, ``config.json`` (label names), ``tagtune_config.json`` (scheme, windows, decoding) and
@@ -19,23 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from tagtune.checkpoint import Checkpoint
-from tagtune.config import AlignConfig, EvalConfig
-from tagtune.errors import ConfigError, ExportError, ModelLoadError
+from tagtune.checkpoint import FP32_FILE, INT8_FILE, Checkpoint, OnnxBackend, load_checkpoint
+from tagtune.corpus import Example
+from tagtune.errors import ConfigError, ExportError
 from tagtune.fileio import atomic_write_json
+from tagtune.inference import pad_batch
 from tagtune.outputs import CONFIG_FILE, load_run_config
+from tagtune.predict import PredictConfig, Tagger, pretokenize
 
 logger = logging.getLogger(__name__)
 
-FP32_FILE = "model.onnx"
-INT8_FILE = "model_int8.onnx"
 REPORT_FILE = "export_report.json"
 QUANTIZATIONS = ("int8",)
 # Logits of the fp32 graph may differ from torch by float rounding only.
 FP32_TOLERANCE = 1e-3
 _FUSABLE = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert")
-# ONNX Runtime's CPU kernels for these fusions were slower than the ops they replace (see _quantize_int8).
-_SLOW_CPU_FUSIONS = ["SkipLayerNormFusion", "BiasGeluFusion"]
 
 CHECK_TEXTS = (
     "EU rejects German call to boycott British lamb.",
@@ -47,102 +45,6 @@ CHECK_TEXTS = (
     "Manchester United beat Chelsea 2-1 at Old Trafford on Saturday.",
     "Dr. Smith of the World Health Organization spoke in Geneva.",
 )
-
-
-class OnnxBackend:
-    """An ONNX Runtime session with the ``forward(input_ids, attention_mask) -> logits`` contract of
-    :data:`tagtune.inference.Forward` (torch tensors in and out, so the inference loop is shared).
-
-    On CPU the session runs each batch on one thread and :attr:`workers` batches run at once (one
-    per core, or ``threads``): for the small batches of token classification this was 10-15% faster
-    than splitting each batch across the cores, and the Python bookkeeping overlaps the forward passes.
-    """
-
-    def __init__(self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None,
-                 parallel_batches: bool = True):
-        import os
-
-        import onnxruntime as ort
-
-        available = ort.get_available_providers()
-        wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        on_cpu = wanted[0] == "CPUExecutionProvider"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.workers = 1
-        if on_cpu and parallel_batches:
-            options.intra_op_num_threads = 1
-            self.workers = threads or os.cpu_count() or 1
-        elif threads:
-            options.intra_op_num_threads = threads
-        disabled = _SLOW_CPU_FUSIONS if on_cpu else []
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=wanted, disabled_optimizers=disabled)
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise ModelLoadError(f"cannot load ONNX model '{path}': {str(error).strip().splitlines()[0]}") from None
-        self.path = Path(path)
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.precision = "int8" if self.path.name == INT8_FILE or "int8" in self.path.stem else "fp32"
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.model_type = meta.get("model_type")
-
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        ids = input_ids.cpu().numpy()
-        feed = {"input_ids": ids, "attention_mask": attention_mask.cpu().numpy()}
-        if "token_type_ids" in self.inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        return torch.from_numpy(self.session.run(["logits"], feed)[0])
-
-    forward = __call__
-
-
-def find_onnx_file(folder: Path, file: str | None = None) -> Path:
-    """The ONNX file of an export folder: ``file`` if given, else the int8 model, else the fp32 one."""
-    if file is not None:
-        path = folder / file
-        if not path.is_file():
-            raise ModelLoadError(f"'{path}' does not exist")
-        return path
-    for name in (INT8_FILE, FP32_FILE):
-        if (folder / name).is_file():
-            return folder / name
-    found = sorted(folder.glob("*.onnx"))
-    if len(found) == 1:
-        return found[0]
-    raise ModelLoadError(f"'{folder}' holds {len(found)} ONNX files and none is named {INT8_FILE} or {FP32_FILE}")
-
-
-def load_onnx_checkpoint(folder: str | Path, *, file: str | None = None, threads: int | None = None) -> Checkpoint:
-    """A :class:`Checkpoint` whose ``model`` is an :class:`OnnxBackend` (labels, scheme and settings as saved).
-
-    Raises:
-        ModelLoadError: The folder lacks the ONNX file, ``config.json`` with label names, or a tokenizer.
-    """
-    from transformers import AutoConfig
-
-    from tagtune.align import load_tokenizer
-    from tagtune.labels import detect_scheme
-    from tagtune.modeling import named_labels
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ModelLoadError(f"'{folder}' has no config.json; export with: tagtune export MODEL --format onnx")
-    backend = OnnxBackend(find_onnx_file(folder, file), threads=threads)
-    config = AutoConfig.from_pretrained(str(folder))
-    labels = named_labels(config)
-    if labels is None:
-        raise ModelLoadError(f"'{folder}/config.json' has no label names (id2label is LABEL_0...)")
-    backend.model_type = backend.model_type or getattr(config, "model_type", None)
-    saved = load_run_config(folder) or {}
-    align = AlignConfig(**{k: v for k, v in saved.get("align", {}).items() if k in AlignConfig.__dataclass_fields__})
-    evaluation = EvalConfig(**{k: v for k, v in saved.get("eval", {}).items() if k in EvalConfig.__dataclass_fields__})
-    scheme = saved.get("scheme") or detect_scheme([labels])
-    from tagtune.checkpoint import _crf_transitions
-    from tagtune.crf import CRF_FILE
-
-    transitions = _crf_transitions(str(folder), labels) if (folder / CRF_FILE).is_file() else None
-    return Checkpoint(str(folder), backend, load_tokenizer(str(folder)), labels, scheme, align, evaluation,
-                      transitions)
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -188,8 +90,6 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, config: ExportCon
     Raises:
         ExportError: The export fails, or the fp32 graph's logits differ from PyTorch's.
     """
-    from tagtune.checkpoint import load_checkpoint
-
     output_dir = Path(output_dir)
     checkpoint = load_checkpoint(model_dir, allow_pickle=allow_pickle)
     model = checkpoint.model
@@ -321,19 +221,14 @@ def _copy_companions(checkpoint: Checkpoint, model_dir: Path, output_dir: Path) 
 
 def parity_report(checkpoint: Checkpoint, output_dir: Path, files: dict[str, str], texts: list[str]) -> dict[str, Any]:
     """Compare each ONNX file with the PyTorch model in fp32: raw logits, word tags and entities."""
-    from tagtune.inference import model_forward, pad_batch
-    from tagtune.predict import PredictConfig, Tagger, pretokenize
-
-    from tagtune.corpus import Example
-
     config = PredictConfig(precision="fp32")
-    reference = Tagger(checkpoint, model_forward(checkpoint.model), config)
+    reference = Tagger(checkpoint, checkpoint.forward(), config)
     expected = list(reference.predict(texts))
     aligner = checkpoint.aligner()
     encoding = aligner.encode([Example(tuple(t[s:e] for s, e in pretokenize(t))) for t in texts], labelled=False)
     ids, mask = pad_batch(encoding.input_ids, aligner.pad_id)
     with torch.inference_mode():
-        torch_logits = model_forward(checkpoint.model)(ids, mask).float().numpy()
+        torch_logits = checkpoint.forward()(ids, mask).float().numpy()
     valid = mask.numpy().astype(bool)
     report = {}
     for kind, name in files.items():

@@ -22,10 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 import regex
+import torch
 
-from tagtune.checkpoint import Checkpoint
+from tagtune.checkpoint import Backend, Checkpoint, load_checkpoint, resolve_backend
 from tagtune.corpus import Example
-from tagtune.errors import ConfigError, ModelLoadError
+from tagtune.errors import ConfigError
 from tagtune.inference import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ Strategy = Literal["first", "average", "max", "simple"]
 STRATEGIES: tuple[str, ...] = ("first", "average", "max", "simple")
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
-Backend = Literal["auto", "torch", "onnx"]
 
 # A word: letters, digits and marks, with the joiners CoNLL-2003 keeps inside one token (hyphen,
 # ampersand, apostrophe except before a clitic), invisible format characters allowed inside (the
@@ -378,8 +378,6 @@ def auto_precision(device: str = "cpu") -> str:
     bf16 matrix products ran at less than half the speed of fp32 ones, so bf16 is never chosen on a
     CPU (``precision="bf16"`` still asks for it). Elsewhere fp32.
     """
-    import torch
-
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     try:
@@ -387,24 +385,6 @@ def auto_precision(device: str = "cpu") -> str:
     except OSError:
         return "fp32"
     return "int8" if any(flag in flags for flag in (" avx512_vnni", " avx_vnni")) else "fp32"
-
-
-def resolve_backend(model_dir: Path, backend: Backend) -> tuple[str, Path]:
-    """Which backend to use for ``model_dir`` and where its files are (``model_dir/onnx`` for ONNX
-    exported next to the weights)."""
-    if backend not in ("auto", "torch", "onnx"):
-        raise ConfigError(f"--backend '{backend}' is not one of auto, torch, onnx")
-    if not model_dir.is_dir():
-        raise ModelLoadError(f"model path '{model_dir}' does not exist or is not a directory")
-    has_onnx = any(model_dir.glob("*.onnx"))
-    if backend == "torch" or (backend == "auto" and not has_onnx):
-        return "torch", model_dir
-    if has_onnx:
-        return "onnx", model_dir
-    if any((model_dir / "onnx").glob("*.onnx")):
-        return "onnx", model_dir / "onnx"
-    raise ModelLoadError(f"'{model_dir}' holds no ONNX model; run: tagtune export {model_dir} --format onnx "
-                         "--quantize int8")
 
 
 def load(model_dir: str | Path, *, backend: Backend = "auto", config: PredictConfig | None = None,
@@ -434,27 +414,20 @@ def load(model_dir: str | Path, *, backend: Backend = "auto", config: PredictCon
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; expected {', '.join(PredictConfig.__dataclass_fields__)}")
     config = replace(config or PredictConfig(), **options)
     kind, path = resolve_backend(Path(model_dir), backend)
-    if kind == "onnx":
-        from tagtune.export import load_onnx_checkpoint
-
-        checkpoint = load_onnx_checkpoint(path, threads=config.threads)
-        return Tagger(checkpoint, checkpoint.model, config, backend="onnx",
-                      precision=checkpoint.model.precision)  # type: ignore[attr-defined]
-    import torch
-
-    from tagtune.checkpoint import load_checkpoint
-    from tagtune.inference import model_forward
-
-    if config.threads:
+    if kind == "torch" and config.threads:
         torch.set_num_threads(config.threads)
-    checkpoint = load_checkpoint(path, allow_pickle=allow_pickle, device=device)
+    checkpoint = load_checkpoint(path, backend=kind, allow_pickle=allow_pickle, device=device,  # type: ignore[arg-type]
+                                 threads=config.threads)
+    if kind == "onnx":
+        return Tagger(checkpoint, checkpoint.forward(), config, backend="onnx",
+                      precision=checkpoint.model.precision)  # type: ignore[attr-defined]
     precision = config.precision
     if precision == "auto":
         precision = auto_precision(device)
     if precision == "int8":
         checkpoint.model = quantize_int8(checkpoint.model, device)  # type: ignore[arg-type]
     dtype = torch.bfloat16 if precision == "bf16" else None
-    return Tagger(checkpoint, model_forward(checkpoint.model), config, backend="torch", precision=precision,
+    return Tagger(checkpoint, checkpoint.forward(), config, backend="torch", precision=precision,
                   autocast_dtype=dtype, device=device)
 
 
@@ -465,8 +438,6 @@ def quantize_int8(model, device: str = "cpu"):
         ConfigError: Not on CPU, or this torch has no dynamic quantization any more.
     """
     import warnings
-
-    import torch
 
     if not device.startswith("cpu"):
         raise ConfigError(f"--precision int8 runs on CPU only (got --device {device}); use bf16 on a GPU")

@@ -34,7 +34,6 @@ def register(app: typer.Typer) -> None:
         from tagtune.config import DataConfig
         from tagtune.evaluate import evaluate_examples, write_predictions
         from tagtune.fileio import atomic_write_json
-        from tagtune.inference import model_forward
         from tagtune.metrics import flatten_metrics
         from tagtune.progress import set_quiet
         from tagtune.readers import require_tags
@@ -64,7 +63,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"warning: tags {unknown} are not among the model's labels; they count as missed", err=True)
         decoder = checkpoint.decoder(decoding)  # type: ignore[arg-type]  # a CRF model's transitions included
         aligner = checkpoint.aligner()
-        result = evaluate_examples(model_forward(checkpoint.model), aligner, examples, decoder, batch_size=batch_size)
+        result = evaluate_examples(checkpoint.forward(), aligner, examples, decoder, batch_size=batch_size)
         warn_long_words(data.name, result.long_words, result.first_long_word, aligner.word_cap)
         metrics = flatten_metrics(result.metrics, entity_level, prefix="eval_")
         metrics["eval_samples"], metrics["eval_words"] = len(examples), result.num_words
