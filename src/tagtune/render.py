@@ -11,7 +11,7 @@ with ``data-start``/``data-end`` the entity's character offsets (Python string i
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Protocol, TextIO
@@ -25,7 +25,7 @@ class EntityLike(Protocol):
     start: int
     end: int
     label: str
-    score: float
+    score: float | None  # None: no score to show (gold entities)
     text: str
 
 
@@ -68,16 +68,16 @@ def _attr(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def mark(entity: EntityLike, surface: str, colours: Colours) -> str:
-    """One entity as a ``<mark>`` (``surface``: its characters in the text)."""
-    return (f'<mark class="ent {colours(entity.label)}" data-label="{_attr(entity.label)}" '
-            f'data-start="{entity.start}" data-end="{entity.end}" '
-            f'title="{_attr(entity.label)} · score {entity.score:.3f}">{_text(surface)}</mark>')
+def mark(entity: EntityLike, surface: str, colours: Colours, flagged: bool = False) -> str:
+    """One entity as a ``<mark>`` (``surface``: its characters in the text; ``flagged``: class ``bad``)."""
+    title = _attr(entity.label) + ("" if entity.score is None else f" · score {entity.score:.3f}")
+    return (f'<mark class="ent {colours(entity.label)}{" bad" if flagged else ""}" data-label="{_attr(entity.label)}" '
+            f'data-start="{entity.start}" data-end="{entity.end}" title="{title}">{_text(surface)}</mark>')
 
 
-def render_text(text: str, entities: Sequence[EntityLike], colours: Colours) -> str:
-    """``text`` escaped, with each entity marked; overlapping or empty entities are left unmarked
-    (they are still listed by :func:`render_table`).
+def render_text(text: str, entities: Sequence[EntityLike], colours: Colours, flagged: Container[int] = ()) -> str:
+    """``text`` escaped, with each entity marked (those whose index is in ``flagged`` with class ``bad``);
+    overlapping or empty entities are left unmarked (they are still listed by :func:`render_table`).
 
     >>> from tagtune.predict import Entity
     >>> render_text("Ann <b> & Bo", [Entity(0, 3, "PER", 0.9, "Ann")], Colours(["B-PER"]))
@@ -85,11 +85,11 @@ def render_text(text: str, entities: Sequence[EntityLike], colours: Colours) -> 
     """
     parts: list[str] = []
     cursor = 0
-    for entity in entities:
+    for index, entity in enumerate(entities):
         if entity.start < cursor or entity.end <= entity.start or entity.end > len(text):
             continue
         parts.append(_text(text[cursor:entity.start]))
-        parts.append(mark(entity, text[entity.start:entity.end], colours))
+        parts.append(mark(entity, text[entity.start:entity.end], colours, index in flagged))
         cursor = entity.end
     parts.append(_text(text[cursor:]))
     return "".join(parts)

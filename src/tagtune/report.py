@@ -17,32 +17,39 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tagtune.corpus import Example
 from tagtune.fileio import atomic_write_json, atomic_write_text
 from tagtune.labels import Span, get_entities
 from tagtune.metrics import OUTCOMES, EntityConfusion, EntityMatch, score
+from tagtune.render import Colours, render_text, style_sheet
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 REPORT_DATA_FILE = "report.json"
 PLOTS_DIR = "plots"
-_PALETTE = ("#90caf9", "#a5d6a7", "#ffcc80", "#ce93d8", "#80cbc4", "#f48fb1", "#e6ee9c", "#bcaaa4")
+# The report's own layout; entities are marked and coloured as everywhere (tagtune.render, static/style.css).
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:14px}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f5f5f5}
-img{max-width:100%;display:block;margin:.6em 0}.muted{color:#777;font-size:13px}
-.sentence{border:1px solid #e0e0e0;border-radius:6px;padding:.5em .8em;margin:.8em 0}
-.line{line-height:2.1em}.who{display:inline-block;width:3.2em;color:#777;font-size:12px}
-.ent{border-radius:4px;padding:1px 3px}.ent sup{font-size:10px;font-weight:600;margin-left:2px}
-.bad{outline:2px dashed #d32f2f}.errs{font-size:13px;color:#555;margin:.3em 0 0 3.2em}
+img{max-width:100%;display:block;margin:.6em 0}.muted{color:var(--muted);font-size:13px}
+.sentence{border:1px solid var(--line);border-radius:6px;padding:.5em .8em;margin:.8em 0}
+.line{line-height:2.1em}.who{display:inline-block;width:3.2em;color:var(--muted);font-size:12px}
+mark.bad{outline:2px dashed var(--error-line)}.errs{font-size:13px;color:var(--muted);margin:.3em 0 0 3.2em}
 .kv td{text-align:left;font-family:ui-monospace,monospace;font-size:12px}
 """
+
+
+class _Mark(NamedTuple):
+    start: int
+    end: int
+    label: str
+    score: float | None
+    text: str
 
 
 def load_log_history(model_dir: str | Path) -> list[dict] | None:
@@ -211,22 +218,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") 
     return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
 
 
-def _highlight(tokens: Sequence[str], spans: Sequence[tuple[Span, bool]], colours: Mapping[str, str]) -> str:
-    """The sentence with each span wrapped and labelled; ``True`` marks a span that is an error."""
-    starts = {span.start: (span, bad) for span, bad in spans}
-    out: list[str] = []
-    i = 0
-    while i < len(tokens):
-        if i in starts:
-            span, bad = starts[i]
-            words = " ".join(_e(t) for t in tokens[span.start:span.end])
-            out.append(f'<span class="ent{" bad" if bad else ""}" style="background:{colours.get(span.type, "#eee")}" '
-                       f'title="{_e(span.type)}">{words}<sup>{_e(span.type)}</sup></span>')
-            i = max(span.end, i + 1)
-        else:
-            out.append(_e(tokens[i]))
-            i += 1
-    return " ".join(out)
+def _highlight(tokens: Sequence[str], spans: Sequence[tuple[Span, bool]], colours: Colours) -> str:
+    """The words joined by spaces, each span marked; ``True`` flags a span that is an error."""
+    starts = list(accumulate((len(token) + 1 for token in tokens), initial=0))
+    spans = sorted(spans, key=lambda item: item[0].start)
+    marks = [_Mark(starts[span.start], starts[span.end] - 1, span.type, None, "") for span, _ in spans]
+    return render_text(" ".join(tokens), marks, colours, {i for i, (_, bad) in enumerate(spans) if bad})
 
 
 def _describe(match: EntityMatch, tokens: Sequence[str]) -> str:
@@ -271,7 +268,7 @@ def _curves_table(log_history: Sequence[Mapping[str, Any]]) -> str:
 def _render(title, split, examples, metrics, confusion, wrong, predictions, total_wrong, images, log_history,
             flat_config) -> str:
     types = list(confusion["outcomes"])
-    colours = {t: _PALETTE[i % len(_PALETTE)] for i, t in enumerate(types)}
+    colours = Colours(types)
     per_type = metrics.get("per_type", {})
     summary = _table(
         ("split", "sentences", "words", "gold entities", "predicted entities", "precision", "recall", "F1", "accuracy"),
@@ -300,7 +297,7 @@ def _render(title, split, examples, metrics, confusion, wrong, predictions, tota
     if flat_config:
         sections.append("<h2>Configuration</h2>" + _table(("setting", "value"), sorted(flat_config.items()), "kv"))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>\n")
+            f"<style>\n{style_sheet()}{_CSS}</style></head><body>{''.join(sections)}</body></html>\n")
 
 
 def _version() -> str:
