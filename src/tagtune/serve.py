@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -352,13 +352,6 @@ def serve(tagger, config: ServeConfig = ServeConfig(), log_level: str = "info") 
     uvicorn.run(create_app(tagger, config), host=config.host, port=config.port, log_level=log_level,
                 timeout_graceful_shutdown=int(config.graceful_seconds), access_log=False,
                 limit_concurrency=config.max_concurrent)
-
-
-def summary(config: ServeConfig) -> dict[str, Any]:
-    """The configuration without the API key."""
-    values = asdict(config)
-    values["api_key"] = "set" if config.api_key else None
-    return values
 
 
 __all__: Sequence[str] = ("ServeConfig", "MicroBatcher", "create_app", "serve", "api_key_from_env")
