@@ -385,3 +385,82 @@ def test_lenient_issues_count_instead_of_raising(tmp_path: Path) -> None:
 def test_span_config_checks_its_options() -> None:
     with pytest.raises(ConfigError, match="--overlapping_spans 'merge' is not one of error, longest"):
         SpanConfig(overlapping_spans="merge")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- character-span scores and span predictions
+
+
+def test_char_span_scores_exact_matches() -> None:
+    from tagtune.metrics import score_char_spans
+
+    result = score_char_spans([[(0, 13, "PER"), (22, 27, "LOC")], [(0, 2, "ORG")]],
+                              [[(0, 13, "PER"), (22, 28, "LOC")], [(0, 2, "ORG"), (3, 5, "ORG")]])
+    assert (result["precision"], result["recall"], result["number"]) == (0.5, 2 / 3, 3)
+    assert result["per_type"] == {"LOC": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "number": 1},
+                                  "ORG": {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "number": 1},
+                                  "PER": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "number": 1}}
+    with pytest.raises(ValueError):
+        score_char_spans([[]], [])
+
+
+def test_span_scores_and_prediction_lines_of_span_examples(tmp_path: Path) -> None:
+    from tagtune.corpus import Example
+    from tagtune.spans import span_prediction_lines, span_scores
+
+    path = write(tmp_path, "a.jsonl", jsonl(
+        {"id": "a", "text": MERKEL, "spans": MERKEL_SPANS},
+        {"id": "b", "text": "the NewYork office", "spans": [{"start": 7, "end": 11, "label": "LOC"}]},
+    ))
+    examples = read(path)
+    predicted = [("B-PER", "O", "O", "B-LOC", "O"), ("O", "O", "B-LOC", "O")]
+    result = span_scores(examples, predicted)
+    assert result is not None and (result["precision"], result["recall"]) == (2 / 3, 2 / 3)
+    assert span_scores([Example(("a",), ("O",))], [["O"]]) is None
+    lines = list(span_prediction_lines(examples, predicted))
+    assert json.loads(lines[1]) == {"id": "b", "text": "the NewYork office", "spans": [{"start": 7, "end": 11, "label": "LOC"}]}
+    back = write(tmp_path, "pred.jsonl", "".join(lines))
+    assert [e.tags for e in read(back)] == [tuple(t) for t in predicted]
+
+
+# ---------------------------------------------------------------- tagtune inspect on span data
+
+
+def test_inspect_counts_span_problems_without_stopping(tmp_path: Path) -> None:
+    from tagtune.doctor import diagnose
+
+    path = write(tmp_path, "train.jsonl", jsonl(
+        {"text": MERKEL, "spans": [{"start": 0, "end": 13, "label": "ORG"}, {"start": 7, "end": 13, "label": "PER"},
+                                   {"start": 22, "end": 27, "label": "LOC", "text": "Pariss"}]},
+        {"text": "EU rejects GermanCall", "label": [[0, 2, "ORG"], [11, 17, "MISC"], [3, 3, "X"], [2, 3, "Y"], [0, 40, "Z"]]},
+    ))
+    diagnosis = diagnose({"train": path}, DataConfig(), keep=3)
+    stats = diagnosis.splits["train"]
+    assert (stats.format, stats.spans, stats.split_words) == ("spans", {"MISC": 1, "ORG": 2}, 1)
+    found = {p.kind: (p.severity, p.count, p.where) for p in diagnosis.problems}
+    assert found["overlap"] == ("error", 1, [f"{path}:1: span #0 [0, 13) ORG 'Angela Merkel' overlaps span #1 [7, 13) "
+                                             "PER 'Merkel'; fix one of them, or pass --overlapping_spans longest to keep "
+                                             "the longest"])
+    assert found["text_mismatch"][:2] == ("error", 1)
+    assert found["offset_out_of_range"][2] == [f"{path}:2: span #4 [0, 40) Z lies outside the text (0..21 characters); "
+                                               "offsets are characters of the text, end exclusive: fix the offsets"]
+    assert found["empty_span"] == ("warning", 1, [f"{path}:2: span #2 [3, 3) X"])
+    assert found["blank_span"] == ("warning", 1, [f"{path}:2: span #3 [2, 3) Y ' '"])
+    assert found["split_word"] == ("warning", 1, [f"{path}:2: span #1 [11, 17) MISC 'German' cuts the word 'GermanCall'"])
+
+
+def test_inspect_cli_on_brat_folders_and_label_studio(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tagtune.cli import app
+
+    brat(tmp_path / "train", "news", MERKEL, "T1\tPER 0 13\tAngela Merkel\nT2\tLOC 22 27\tParis\n")
+    write(tmp_path, "test.json", json.dumps([task(MERKEL, [(0, 6, "PER")], [(0, 13, "PER")])]))
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--words_only", "--json", "--annotator", "first"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {s: (v["format"], v["spans"]) for s, v in report["splits"].items()} == {
+        "train": ("brat", {"LOC": 1, "PER": 1}), "test": ("labelstudio", {"PER": 1})}
+    assert {p["kind"] for p in report["problems"]} == {"several_annotations", "leakage_test", "tag_in_some_splits"}
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path / "train"), "--words_only"])
+    assert result.exit_code == 0, result.output
+    assert "Spans per label" in result.stdout and "words split at span boundaries: train 0" in result.stdout

@@ -5,7 +5,10 @@ sentences, words, documents and label distribution, then the problems: invalid I
 (``file:line``), tags found in only some splits, sentences longer than the model's input in sub-tokens
 (with a histogram), exact and near-duplicate sentences shared by train and the evaluation splits
 (leakage), and suspicious lines or words (whitespace-only lines, empty words, control characters,
-mis-decoded UTF-8). Nothing here prints; the CLI renders a :class:`Diagnosis`.
+mis-decoded UTF-8). Span data of annotation tools (:mod:`tagtune.readers_spans`) is read leniently: spans
+per label, boundaries that split words, overlaps, offset mismatches, empty or whitespace-only spans are
+counted and placed instead of stopping at the first. Nothing here prints; the CLI renders a
+:class:`Diagnosis`.
 
 Near-duplicates are sentences equal once lowercased, digits turned into ``0`` and punctuation removed;
 each sentence is kept as an 8-byte hash of that form, so memory stays small on large corpora.
@@ -30,6 +33,8 @@ from tagtune.labels import SPLIT_ORDER, build_label_list, detect_scheme, get_ent
 from tagtune.progress import progress_bar
 from tagtune.readers import detect_format, read_file
 from tagtune.readers_columns import DOCSTART
+from tagtune.readers_spans import SPAN_FORMATS, is_brat, read_spans, span_config
+from tagtune.spans import ISSUE_KINDS, SpanConfig, SpanExample, SpanIssues
 
 SEVERITIES = ("error", "warning", "info")
 _SPLIT_WORDS = {"train": "train", "training": "train", "valid": "validation", "validation": "validation",
@@ -73,6 +78,8 @@ class SplitStats:
     scheme: str = "none"
     tags: dict[str, int] = field(default_factory=dict)
     entities: dict[str, int] = field(default_factory=dict)
+    spans: dict[str, int] = field(default_factory=dict)  # character spans per label (span data only)
+    split_words: int = 0  # words split at span boundaries (span data only)
 
 
 @dataclass
@@ -138,8 +145,11 @@ def resolve_inputs(paths: Sequence[Path], train: Path | None = None, validation:
         found[split] = path
 
     for path in map(Path, paths):
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and split_of(p) and p.name != "labels.json")
+        if path.is_dir() and is_brat(path) and not any(split_of(p) for p in path.iterdir() if p.is_dir()):
+            add(split_of(path) or path.resolve().name, path)  # a folder of brat documents is one split
+        elif path.is_dir():
+            files = sorted(p for p in path.iterdir() if split_of(p) and p.name != "labels.json"
+                           and (p.is_file() and p.suffix != ".ann" or p.is_dir() and is_brat(p)))
             if not files:
                 raise ConfigError(f"{path}: no train/valid(ation)/dev/test files in this directory; pass the files")
             for file in files:
@@ -419,12 +429,13 @@ def _lengths(splits: Mapping[str, Sequence[Example]], tokenizer: Any, max_length
 
 
 def diagnose(files: Mapping[str, Path], cfg: DataConfig = DataConfig(), *, tokenizer: Any = None,
-             max_length: int = 128, keep: int = 5) -> Diagnosis:
+             max_length: int = 128, keep: int = 5, spans: SpanConfig | None = None) -> Diagnosis:
     """Read every file and report what it holds and what is wrong.
 
     Args:
         files: ``{split: path}``, e.g. from :func:`resolve_inputs`.
         cfg: Reading options (task, tag column, label names file, format).
+        spans: How span data is read (the Label Studio annotator); its problems are counted, not raised.
         tokenizer: A fast tokenizer to measure sentences in sub-tokens; ``None``: words only.
         max_length: The model input length to check sentences against (``--max_seq_length``).
         keep: Places listed per kind of problem.
@@ -442,8 +453,11 @@ def diagnose(files: Mapping[str, Path], cfg: DataConfig = DataConfig(), *, token
     for split, path in files.items():
         try:
             fmt = cfg.format if cfg.format != "auto" else detect_format(path)
-            examples, file_names = read_file(path, cfg, split=split, format=fmt)
-            _check_lines(path, fmt, problems)
+            if fmt in SPAN_FORMATS:
+                examples, file_names = _read_spans(path, fmt, cfg, spans, problems), None
+            else:
+                examples, file_names = read_file(path, cfg, split=split, format=fmt)
+                _check_lines(path, fmt, problems)
         except TagtuneError as error:
             first_error = first_error or error
             problems.add("unreadable", "error", "files that cannot be read", " ".join(str(error).split()))
@@ -476,6 +490,21 @@ def diagnose(files: Mapping[str, Path], cfg: DataConfig = DataConfig(), *, token
     return Diagnosis(stats, scheme, labels, problems.sorted(), lengths, duplicates)
 
 
+def _read_spans(path: Path, fmt: str, cfg: DataConfig, spans: SpanConfig | None,
+                problems: _Collector) -> list[Example]:
+    """Read span data counting its problems (overlaps, bad offsets, drift ...) instead of raising them."""
+    issues = SpanIssues(strict=False, keep=problems.keep)
+    examples: list[Example] = list(read_spans(path, fmt, cfg, span_config(cfg, spans), issues))
+    if not examples:
+        raise TagtuneError(f"{path}: no sentences (read as {fmt}); expected records with text")
+    for kind, count in issues.counts.items():
+        severity, message = ISSUE_KINDS[kind]
+        for place in issues.places.get(kind, []):
+            problems.add(kind, severity, message, place, count=0)
+        problems.add(kind, severity, message, count=count)
+    return examples
+
+
 def _model_limit(tokenizer: Any) -> int | None:
     limit = getattr(tokenizer, "model_max_length", None)
     return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else None
@@ -484,12 +513,17 @@ def _model_limit(tokenizer: Any) -> int | None:
 def _split_stats(split: str, path: Path, fmt: str, examples: Sequence[Example]) -> SplitStats:
     tags: Counter[str] = Counter()
     entities: Counter[str] = Counter()
+    spans: Counter[str] = Counter()
+    split_words = 0
     docs = set()
     for example in examples:
         if example.doc is not None:
             docs.add(example.doc)
         if example.tags is not None:
             tags.update(example.tags)
+        if isinstance(example, SpanExample):
+            spans.update(span.label for span in example.spans)
+            split_words += example.split_words
     labelled = [e.tags for e in examples if e.tags is not None]
     scheme = detect_scheme(labelled)
     if scheme != "none":
@@ -498,5 +532,6 @@ def _split_stats(split: str, path: Path, fmt: str, examples: Sequence[Example]) 
     return SplitStats(
         split=split, path=str(path), format=fmt, sentences=len(examples), words=sum(len(e.tokens) for e in examples),
         documents=len(docs), longest=max((len(e.tokens) for e in examples), default=0), scheme=scheme,
-        tags=dict(tags.most_common()), entities=dict(sorted(entities.items())),
+        tags=dict(tags.most_common()), entities=dict(sorted(entities.items())), spans=dict(sorted(spans.items())),
+        split_words=split_words,
     )

@@ -1,4 +1,5 @@
-"""Entity-level precision, recall and F1 plus token accuracy, equal to seqeval's default mode.
+"""Entity-level precision, recall and F1 plus token accuracy, equal to seqeval's default mode; and
+character-span scores (exact ``(start, end, label)``) for data read as text with spans.
 
 The numbers are the ones upstream ``run_ner.py`` reports through ``evaluate``'s seqeval metric
 (``classification_report(output_dict=True)`` micro average, per-type rows, ``accuracy_score``), computed
@@ -15,7 +16,7 @@ Where a ratio is undefined (no predicted or no gold entities) it is ``0.0``, as 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tagtune.labels import EntityDecoder, Span
@@ -167,6 +168,67 @@ def flatten_metrics(result: dict, entity_level: bool = False, prefix: str = "") 
     for key, value in overall.items():
         flat[f"{prefix}overall_{key}"] = value
     return flat
+
+
+# --------------------------------------------------------------------------------------------------
+# Character spans: exact (start, end, label) matches, for data read as text + spans
+
+
+class CharSpanScorer:
+    """Streaming character-span scores: a predicted span counts when its ``(start, end, label)`` equals a
+    gold one of the same document; feed one document (or sentence) at a time.
+
+    The result has the shape of :meth:`EntityScorer.result` without ``accuracy``: ``precision``,
+    ``recall``, ``f1``, ``number`` (gold spans) and ``per_type``.
+
+    >>> scorer = CharSpanScorer()
+    >>> scorer.update([(0, 13, "PER"), (22, 27, "LOC")], [(0, 13, "PER"), (22, 28, "LOC")])
+    >>> result = scorer.result()
+    >>> result["precision"], result["recall"], result["f1"], result["number"]
+    (0.5, 0.5, 0.5, 2)
+    >>> result["per_type"]["LOC"]
+    {'precision': 0.0, 'recall': 0.0, 'f1': 0.0, 'number': 1}
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, list[int]] = {}  # label -> [true positives, predicted, gold]
+
+    def _add(self, label: str, slot: int, n: int = 1) -> None:
+        self._counts.setdefault(label, [0, 0, 0])[slot] += n
+
+    def update(self, gold: Iterable[tuple[int, int, str]], pred: Iterable[tuple[int, int, str]]) -> None:
+        """Add one document's gold and predicted spans (duplicates count once)."""
+        gold_set = {(int(s), int(e), str(label)) for s, e, label in gold}
+        pred_set = {(int(s), int(e), str(label)) for s, e, label in pred}
+        for _, _, label in gold_set:
+            self._add(label, 2)
+        for span in pred_set:
+            self._add(span[2], 1)
+            if span in gold_set:
+                self._add(span[2], 0)
+
+    def result(self) -> dict:
+        per_type = {}
+        for label in sorted(self._counts):
+            tp, predicted, gold = self._counts[label]
+            precision, recall, f1 = _prf(tp, predicted, gold)
+            per_type[label] = {"precision": precision, "recall": recall, "f1": f1, "number": gold}
+        tp, predicted, gold = (sum(c[slot] for c in self._counts.values()) for slot in range(3))
+        precision, recall, f1 = _prf(tp, predicted, gold)
+        return {"precision": precision, "recall": recall, "f1": f1, "number": gold, "per_type": per_type}
+
+
+def score_char_spans(gold: Iterable[Iterable[tuple[int, int, str]]],
+                     pred: Iterable[Iterable[tuple[int, int, str]]]) -> dict:
+    """:meth:`CharSpanScorer.result` of documents given as parallel lists of spans.
+
+    >>> score_char_spans([[(0, 2, "ORG")], []], [[(0, 2, "ORG")], [(3, 5, "PER")]])["precision"]
+    0.5
+    """
+    scorer = CharSpanScorer()
+    for gold_spans, pred_spans in zip(gold, pred, strict=True):
+        scorer.update(gold_spans, pred_spans)
+    return scorer.result()
 
 
 # --------------------------------------------------------------------------------------------------

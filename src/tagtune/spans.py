@@ -27,8 +27,9 @@ each.
 from __future__ import annotations
 
 import bisect
+import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -43,7 +44,7 @@ OVERLAP_POLICIES: tuple[str, ...] = ("error", "longest")
 ISSUE_KINDS: dict[str, tuple[str, str]] = {
     "offset_out_of_range": ("error", "span offsets outside the text"),
     "start_after_end": ("error", "spans whose start is after their end"),
-    "text_mismatch": ("error", "span 'text' differs from text[start:end] (offset drift in the export)"),
+    "text_mismatch": ("error", "spans whose 'text' differs from the text at their offsets (offset drift)"),
     "bad_label": ("error", "span labels that cannot be tag types (empty, 'O', whitespace, unknown)"),
     "overlap": ("error", "overlapping or nested spans (--overlapping_spans longest keeps the longest)"),
     "overlap_dropped": ("warning", "overlapping spans dropped: --overlapping_spans longest kept the longest"),
@@ -371,3 +372,37 @@ def labels_from(path: Path | None, column: str) -> frozenset[str] | None:
     from tagtune.readers_records import load_label_names
 
     return span_types(load_label_names(Path(path), column))
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring and writing predictions of span data (the hooks of evaluation)
+
+
+def span_scores(examples: Sequence[Example], predictions: Sequence[Sequence[str]]) -> dict | None:
+    """Character-span precision/recall/F1 (exact ``(start, end, label)``) of predicted tags against the
+    spans the examples were read with; ``None`` when the examples were not read from span data.
+
+    Reported next to the word-level scores of :func:`tagtune.metrics.score`; both agree when every span
+    falls on word boundaries.
+    """
+    from tagtune.metrics import CharSpanScorer
+
+    if not examples or not all(isinstance(e, SpanExample) for e in examples):
+        return None
+    scorer = CharSpanScorer()
+    for example, tags in zip(examples, predictions, strict=True):
+        scorer.update(example.spans, example_spans(example, tags))  # type: ignore[arg-type]
+    return scorer.result()
+
+
+def span_prediction_lines(examples: Sequence[Example], predictions: Sequence[Sequence[str]]) -> Iterator[str]:
+    """Predictions of span data as JSON lines that the ``spans`` reader reads back:
+    ``{"id", "doc"?, "text", "spans": [{"start", "end", "label"}]}`` per example, offsets into its text."""
+    for example, tags in zip(examples, predictions, strict=True):
+        assert isinstance(example, SpanExample), "span predictions need examples read from span data"
+        record: dict = {"id": example.id}
+        if example.doc is not None:
+            record["doc"] = example.doc
+        record["text"] = example.text
+        record["spans"] = [{"start": s.start, "end": s.end, "label": s.label} for s in example_spans(example, tags)]
+        yield json.dumps(record, ensure_ascii=False) + "\n"

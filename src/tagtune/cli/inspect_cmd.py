@@ -1,4 +1,5 @@
-"""``tagtune inspect``: the data doctor (format, sizes, labels, invalid tags, lengths, leakage) as tables or JSON."""
+"""``tagtune inspect``: the data doctor (format, sizes, labels, invalid tags, lengths, leakage; spans of
+annotation-tool data) as tables or JSON."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def register(app: typer.Typer) -> None:
         task_name: Annotated[str, typer.Option("--task_name", help="ner, pos or chunk: which tag column to read.")] = "ner",
         label_column: Annotated[int | None, typer.Option("--label_column", help="0-based tag column of CoNLL files.")] = None,
         label_names_file: Annotated[Path | None, typer.Option("--label_names_file", help="JSON naming integer ids.")] = None,
-        format: Annotated[str, typer.Option("--format", help="auto, conll, conllu, json, jsonl or csv.")] = "auto",
+        format: Annotated[str, typer.Option("--format", help="auto, conll, conllu, json, jsonl, csv, spans, labelstudio or brat.")] = "auto",
+        annotator: Annotated[str, typer.Option("--annotator", help="Label Studio exports: the annotation read per task: latest, first, an annotator id or e-mail, or predictions.")] = "latest",
         examples: Annotated[int, typer.Option("--examples", help="Places listed per kind of problem.")] = 5,
         as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
         strict: Annotated[bool, typer.Option("--strict", help="Exit with status 1 when errors or warnings are found.")] = False,
@@ -38,19 +40,22 @@ def register(app: typer.Typer) -> None:
         from tagtune.config import DataConfig
         from tagtune.doctor import diagnose, resolve_inputs
         from tagtune.progress import set_quiet
+        from tagtune.readers import FORMATS
+        from tagtune.spans import SpanConfig
 
         set_quiet(quiet)
         if task_name not in ("ner", "pos", "chunk"):
             fail(f"--task_name '{task_name}' is not one of ner, pos, chunk")
-        if format not in ("auto", "conll", "conllu", "json", "jsonl", "csv"):
-            fail(f"--format '{format}' is not one of auto, conll, conllu, json, jsonl, csv")
+        if format not in ("auto", *FORMATS):
+            fail(f"--format '{format}' is not one of auto, {', '.join(FORMATS)}")
         if max_length < 3:
             fail(f"--max_length must be at least 3, got {max_length}")
         files = resolve_inputs(data or [], train, validation, test)
         cfg = DataConfig(task_name=task_name, label_column=label_column, label_names_file=label_names_file,  # type: ignore[arg-type]
                          format=format)  # type: ignore[arg-type]
         model, tokenizer = _tokenizer(model_name_or_path, words_only)
-        diagnosis = diagnose(files, cfg, tokenizer=tokenizer, max_length=max_length, keep=examples)
+        diagnosis = diagnose(files, cfg, tokenizer=tokenizer, max_length=max_length, keep=examples,
+                             spans=SpanConfig(annotator=annotator))
         if as_json:
             typer.echo(json.dumps({"model": model, **diagnosis.as_dict()}, indent=2, ensure_ascii=False))
         else:
@@ -81,6 +86,7 @@ def _render(diagnosis, model: str | None) -> None:
     import sys
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     # Piped into a file or a log, 80 columns would fold every path; a terminal gets its own width.
@@ -101,6 +107,9 @@ def _render(diagnosis, model: str | None) -> None:
                       str(s.longest), s.scheme)
     console.print(table)
 
+    if any(s.spans for s in splits.values()):
+        console.print(_distribution("Spans per label", {n: s.spans for n, s in splits.items()}))
+        console.print("words split at span boundaries: " + ", ".join(f"{n} {s.split_words:,}" for n, s in splits.items()))
     if any(s.entities for s in splits.values()):
         console.print(_distribution("Entities per type", {n: s.entities for n, s in splits.items()}))
     if any(s.tags for s in splits.values()):
@@ -113,7 +122,9 @@ def _render(diagnosis, model: str | None) -> None:
         for column in ("severity", "count", "problem", "first places"):
             table.add_column(column, justify="right" if column == "count" else "left", overflow="fold")
         for p in diagnosis.problems:
-            table.add_row(f"[{_STYLE[p.severity]}]{p.severity}[/]", f"{p.count:,}", p.message, "\n".join(p.where))
+            # Places quote the data, whose brackets rich would read as markup.
+            table.add_row(f"[{_STYLE[p.severity]}]{p.severity}[/]", f"{p.count:,}", escape(p.message),
+                          escape("\n".join(p.where)))
         console.print(table)
     counts = {sev: sum(p.severity == sev for p in diagnosis.problems) for sev in ("error", "warning", "info")}
     console.print(f"[bold]{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)[/]")
