@@ -157,8 +157,8 @@ def test_boundary_inside_a_word_splits_it_and_is_counted(tmp_path: Path, caplog)
     assert example_spans(first, first.tags) == [CharSpan(7, 11, "LOC")]
     corpus = read_corpus(DataConfig(train_file=path))
     assert corpus.format == "spans"
-    assert corpus.warnings == [f"{path}: span boundaries inside a word: the word is split there: 2 (first: {path}:1: "
-                               "span #0 [7, 11) LOC 'York' cuts the word 'NewYork')"]
+    assert corpus.warnings == [(f"{path}: span boundaries inside a word: the word is split there: 2 (first: {path}:1: "
+                               "span #0 [7, 11) LOC 'York' cuts the word 'NewYork')")]
 
 
 def test_overlapping_spans_are_an_error_naming_both(tmp_path: Path) -> None:
@@ -177,8 +177,8 @@ def test_overlaps_keep_the_longest_with_one_counted_warning(tmp_path: Path) -> N
     [example] = read(path, SpanConfig(overlapping_spans="longest"))
     assert example.tags == ("B-ORG", "I-ORG", "B-X", "I-X", "O")
     corpus = read_corpus(DataConfig(train_file=path), SpanConfig(overlapping_spans="longest"))
-    assert corpus.warnings == [f"{path}: overlapping spans dropped: --overlapping_spans longest kept the longest: 2 "
-                               f"(first: {path}:1: span #0 [7, 13) PER 'Merkel')"]
+    assert corpus.warnings == [(f"{path}: overlapping spans dropped: --overlapping_spans longest kept the longest: 2 "
+                               f"(first: {path}:1: span #0 [7, 13) PER 'Merkel')")]
 
 
 def test_nested_same_label_and_duplicates(tmp_path: Path) -> None:
@@ -222,8 +222,8 @@ def test_bad_spans_name_the_record(tmp_path: Path, record: dict | list, expected
     ("", "has the label ''; expected a non-empty string"),
     (None, "has the label None; expected a non-empty string"),
     ("O", "has the label 'O', which means no entity; drop the span or rename the label"),
-    ("Person Name", "has the label 'Person Name', holding whitespace (tags are written in space-separated columns); "
-                    "rename it, e.g. 'Person_Name'"),
+    ("Person Name", ("has the label 'Person Name', holding whitespace (tags are written in space-separated columns); "
+                    "rename it, e.g. 'Person_Name'")),
 ])
 def test_bad_labels(tmp_path: Path, label: object, expected: str) -> None:
     path = write(tmp_path, "l.jsonl", jsonl({"text": "EU", "label": [[0, 2, label]]}))
@@ -281,10 +281,10 @@ def test_label_studio_reads_the_latest_annotation_and_counts(tmp_path: Path) -> 
     assert read(path, SpanConfig(annotator="1"))[0].tags == ("B-PER", "O", "O", "O", "O")
     warnings = read_corpus(DataConfig(train_file=path)).warnings
     assert warnings == [
-        f"{path}: tasks annotated several times: one annotation read per task (--annotator): 1 (first: {path} record #0: "
-        "2 annotations, read the latest)",
-        f"{path}: records skipped (no completed annotation, rejected or cancelled): 1 (first: {path} record #1: no "
-        "completed annotation)"]
+        (f"{path}: tasks annotated several times: one annotation read per task (--annotator): 1 (first: {path} record #0: "
+        "2 annotations, read the latest)"),
+        (f"{path}: records skipped (no completed annotation, rejected or cancelled): 1 (first: {path} record #1: no "
+        "completed annotation)")]
 
 
 def test_label_studio_annotator_without_annotations(tmp_path: Path) -> None:
@@ -405,7 +405,7 @@ def test_char_span_scores_exact_matches() -> None:
 
 def test_span_scores_and_prediction_lines_of_span_examples(tmp_path: Path) -> None:
     from tagtune.corpus import Example
-    from tagtune.spans import span_prediction_lines, span_scores
+    from tagtune.spans import span_metrics, span_prediction_lines, span_scores
 
     path = write(tmp_path, "a.jsonl", jsonl(
         {"id": "a", "text": MERKEL, "spans": MERKEL_SPANS},
@@ -416,6 +416,9 @@ def test_span_scores_and_prediction_lines_of_span_examples(tmp_path: Path) -> No
     result = span_scores(examples, predicted)
     assert result is not None and (result["precision"], result["recall"]) == (2 / 3, 2 / 3)
     assert span_scores([Example(("a",), ("O",))], [["O"]]) is None
+    assert span_metrics(examples, predicted, "eval_") == {"eval_span_precision": 2 / 3, "eval_span_recall": 2 / 3,
+                                                          "eval_span_f1": 2 / 3, "eval_span_number": 3}
+    assert span_metrics([Example(("a",), ("O",))], [["O"]]) == {}
     lines = list(span_prediction_lines(examples, predicted))
     assert json.loads(lines[1]) == {"id": "b", "text": "the NewYork office", "spans": [{"start": 7, "end": 11, "label": "LOC"}]}
     back = write(tmp_path, "pred.jsonl", "".join(lines))
@@ -437,12 +440,12 @@ def test_inspect_counts_span_problems_without_stopping(tmp_path: Path) -> None:
     stats = diagnosis.splits["train"]
     assert (stats.format, stats.spans, stats.split_words) == ("spans", {"MISC": 1, "ORG": 2}, 1)
     found = {p.kind: (p.severity, p.count, p.where) for p in diagnosis.problems}
-    assert found["overlap"] == ("error", 1, [f"{path}:1: span #0 [0, 13) ORG 'Angela Merkel' overlaps span #1 [7, 13) "
+    assert found["overlap"] == ("error", 1, [(f"{path}:1: span #0 [0, 13) ORG 'Angela Merkel' overlaps span #1 [7, 13) "
                                              "PER 'Merkel'; fix one of them, or pass --overlapping_spans longest to keep "
-                                             "the longest"])
+                                             "the longest")])
     assert found["text_mismatch"][:2] == ("error", 1)
-    assert found["offset_out_of_range"][2] == [f"{path}:2: span #4 [0, 40) Z lies outside the text (0..21 characters); "
-                                               "offsets are characters of the text, end exclusive: fix the offsets"]
+    assert found["offset_out_of_range"][2] == [(f"{path}:2: span #4 [0, 40) Z lies outside the text (0..21 characters); "
+                                               "offsets are characters of the text, end exclusive: fix the offsets")]
     assert found["empty_span"] == ("warning", 1, [f"{path}:2: span #2 [3, 3) X"])
     assert found["blank_span"] == ("warning", 1, [f"{path}:2: span #3 [2, 3) Y ' '"])
     assert found["split_word"] == ("warning", 1, [f"{path}:2: span #1 [11, 17) MISC 'German' cuts the word 'GermanCall'"])
@@ -464,3 +467,14 @@ def test_inspect_cli_on_brat_folders_and_label_studio(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["inspect", str(tmp_path / "train"), "--words_only"])
     assert result.exit_code == 0, result.output
     assert "Spans per label" in result.stdout and "words split at span boundaries: train 0" in result.stdout
+
+
+def test_brat_split_folders_are_splits(tmp_path: Path) -> None:
+    from tagtune.doctor import resolve_inputs
+
+    for split in ("train", "dev", "test"):
+        brat(tmp_path / "corpus" / split, "news", MERKEL, "T1\tPER 0 13\tAngela Merkel\n")
+    assert resolve_inputs([tmp_path / "corpus"]) == {"train": tmp_path / "corpus" / "train",
+                                                     "validation": tmp_path / "corpus" / "dev",
+                                                     "test": tmp_path / "corpus" / "test"}
+    assert resolve_inputs([tmp_path / "corpus" / "dev"]) == {"validation": tmp_path / "corpus" / "dev"}

@@ -34,6 +34,18 @@ def _prf(tp: int, predicted: int, gold: int) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
+def _summary(counts: dict[str, list[int]]) -> tuple[dict[str, dict], float, float, float, int]:
+    """Scores per type (sorted by name) and micro-averaged precision, recall, F1 and the gold count, from
+    ``{type: [true positives, predicted, gold]}``."""
+    per_type = {}
+    for type_ in sorted(counts):
+        tp, predicted, gold = counts[type_]
+        precision, recall, f1 = _prf(tp, predicted, gold)
+        per_type[type_] = {"precision": precision, "recall": recall, "f1": f1, "number": gold}
+    tp, predicted, gold = (sum(c[slot] for c in counts.values()) for slot in range(3))
+    return (per_type, *_prf(tp, predicted, gold), gold)
+
+
 def _check_lengths(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], offset: int) -> None:
     if len(gold) != len(pred):
         raise ValueError(f"got {len(gold)} gold sentences but {len(pred)} predicted ones")
@@ -101,13 +113,7 @@ class EntityScorer:
         """``{"precision", "recall", "f1", "accuracy", "number", "per_type": {type: {"precision",
         "recall", "f1", "number"}}}``: micro-averaged entity scores, token accuracy, gold entity count;
         types sorted by name, including types only predicted (``number`` 0)."""
-        per_type = {}
-        for type_ in sorted(self._counts):
-            tp, predicted, gold = self._counts[type_]
-            precision, recall, f1 = _prf(tp, predicted, gold)
-            per_type[type_] = {"precision": precision, "recall": recall, "f1": f1, "number": gold}
-        tp, predicted, gold = (sum(counts[slot] for counts in self._counts.values()) for slot in range(3))
-        precision, recall, f1 = _prf(tp, predicted, gold)
+        per_type, precision, recall, f1, gold = _summary(self._counts)
         return {
             "precision": precision,
             "recall": recall,
@@ -208,13 +214,7 @@ class CharSpanScorer:
                 self._add(span[2], 0)
 
     def result(self) -> dict:
-        per_type = {}
-        for label in sorted(self._counts):
-            tp, predicted, gold = self._counts[label]
-            precision, recall, f1 = _prf(tp, predicted, gold)
-            per_type[label] = {"precision": precision, "recall": recall, "f1": f1, "number": gold}
-        tp, predicted, gold = (sum(c[slot] for c in self._counts.values()) for slot in range(3))
-        precision, recall, f1 = _prf(tp, predicted, gold)
+        per_type, precision, recall, f1, gold = _summary(self._counts)
         return {"precision": precision, "recall": recall, "f1": f1, "number": gold, "per_type": per_type}
 
 

@@ -156,7 +156,8 @@ def _iter_text_records(path: Path, text_field: str) -> Iterator[Document]:
         rows = _json_lines(path)
     for where, record in rows:
         if isinstance(record, dict) and isinstance(record.get("tokenized_text"), list) and text_field not in record:
-            from tagtune.predict import word_spans  # GLiNER records: the tokens joined as the reader joins them
+            # GLiNER records: the tokens joined as the reader joins them
+            from tagtune.predict import word_spans
 
             record = {**record, text_field: word_spans([str(t) for t in record["tokenized_text"]])[0]}
         if not isinstance(record, dict) or not isinstance(record.get(text_field), str):

@@ -31,6 +31,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -255,13 +256,13 @@ def resolve_overlaps(text: str, spans: Sequence[RawSpan], cfg: SpanConfig, issue
     Raises:
         DataFormatError: Two spans overlap and ``cfg.overlapping_spans`` is ``error`` (strict issues).
     """
-    for a, b in zip(spans, spans[1:]):
+    for a, b in pairwise(spans):
         if b.start < a.end:
             break
     else:
         return list(spans)
     if cfg.overlapping_spans == "error":
-        for a, b in zip(spans, spans[1:]):
+        for a, b in pairwise(spans):
             if b.start < a.end:
                 other = b.name if b.where == a.where else f"{b.name} ({b.where})"
                 issues.fail("overlap", f"{a.where}: {a.describe(text)} overlaps {other} [{b.start}, {b.end}) "
@@ -326,7 +327,7 @@ def to_example(text: str, spans: Sequence[RawSpan], where: str, cfg: SpanConfig,
                                  f"{_clip(text[start:end])!r}")
                     break
         bounds = [start, *inside, end]
-        offsets += zip(bounds, bounds[1:])
+        offsets += pairwise(bounds)
     tags = ["O"] * len(offsets)
     kept: list[CharSpan] = []
     word_starts = [s for s, _ in offsets]
@@ -393,6 +394,15 @@ def span_scores(examples: Sequence[Example], predictions: Sequence[Sequence[str]
     for example, tags in zip(examples, predictions, strict=True):
         scorer.update(example.spans, example_spans(example, tags))  # type: ignore[arg-type]
     return scorer.result()
+
+
+def span_metrics(examples: Sequence[Example], predictions: Sequence[Sequence[str]], prefix: str = "") -> dict[str, float]:
+    """:func:`span_scores` as flat metrics next to the word-level ones: ``{prefix}span_precision``,
+    ``span_recall``, ``span_f1``, ``span_number``; empty when the examples are not span data."""
+    result = span_scores(examples, predictions)
+    if result is None:
+        return {}
+    return {f"{prefix}span_{key}": result[key] for key in ("precision", "recall", "f1", "number")}
 
 
 def span_prediction_lines(examples: Sequence[Example], predictions: Sequence[Sequence[str]]) -> Iterator[str]:
