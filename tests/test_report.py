@@ -230,4 +230,5 @@ def test_training_and_evaluate_write_report_and_model_card(tiny_bert_dir, tmp_pa
     metrics = json.loads((tmp_path / "ev" / "eval_results.json").read_text())
     assert report["metrics"]["f1"] == metrics["eval_f1"] and report["split"] == "valid.txt"
     assert (tmp_path / "ev" / "plots" / "learning_curves.png").is_file()  # from the model's trainer_state.json
-    assert (tmp_path / "ev" / "report.html").read_text().count("data:image/png;base64,") == 3
+    # per type, confusion, learning curves, reliability of entity scores, precision/recall against --min_score
+    assert (tmp_path / "ev" / "report.html").read_text().count("data:image/png;base64,") == 5

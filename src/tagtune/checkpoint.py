@@ -2,7 +2,8 @@
 backends: ``torch`` (a fine-tuned model directory) or ``onnx`` (a folder written by ``tagtune export``).
 
 Both read the same companions once: label names from ``config.json``, the tokenizer, the saved settings
-(``tagtune_config.json``: scheme, windows, decoding) and a CRF's transitions; only the model differs.
+(``tagtune_config.json``: scheme, windows, decoding), a CRF's transitions and the calibration of entity
+scores (``calibration.json``); only the model differs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from tagtune.align import Aligner, load_tokenizer
+from tagtune.calibration import CALIBRATION_FILE, Calibration, load_calibration
 from tagtune.config import AlignConfig, EvalConfig, ModelConfig
 from tagtune.crf import CRF_FILE, read_crf_file
 from tagtune.decode import Decoder, Decoding
@@ -37,7 +39,8 @@ class Checkpoint:
 
     ``model`` is a transformers model (``backend == "torch"``) or an :class:`OnnxBackend`.
     ``transitions`` are a CRF model's learned ``[L + 1, L]`` transition scores (``None`` without CRF);
-    ``model`` is then the encoder alone, whose logits are the CRF's emissions.
+    ``model`` is then the encoder alone, whose logits are the CRF's emissions. ``calibration`` holds the
+    temperatures of ``calibration.json`` (``None`` without one): they change entity scores, never tags.
     """
 
     path: str
@@ -49,6 +52,7 @@ class Checkpoint:
     eval: EvalConfig
     transitions: np.ndarray | None = None
     backend: str = "torch"
+    calibration: Calibration | None = None
 
     def decoder(self, method: Decoding | None = None) -> Decoder:
         """The decoder evaluation used: the saved method (or ``method``), the scheme's constraints and,
@@ -115,7 +119,16 @@ def load_checkpoint(model_dir: str | Path, *, backend: Literal["torch", "onnx"] 
     getattr(tokenizer, "deprecation_warnings", {})["sequence-length-is-longer-than-the-specified-maximum"] = True
     return Checkpoint(str(path), model, tokenizer, labels, saved.get("scheme") or detect_scheme([labels]),
                       _saved(AlignConfig, saved.get("align")), _saved(EvalConfig, saved.get("eval")),
-                      _crf_transitions(str(path), labels) if is_crf else None, backend)
+                      _crf_transitions(str(path), labels) if is_crf else None, backend,
+                      load_calibration(calibration_dir(path, backend), labels))
+
+
+def calibration_dir(path: Path, backend: str) -> Path:
+    """Where a model's ``calibration.json`` is: its own folder, or for an ONNX export next to the
+    weights (``MODEL/onnx``) without one of its own, the model directory (calibrated after the export)."""
+    if backend == "onnx" and path.name == "onnx" and not (path / CALIBRATION_FILE).is_file():
+        return path.parent
+    return path
 
 
 def _saved(kind: type, values: dict | None) -> Any:

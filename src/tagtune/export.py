@@ -2,8 +2,8 @@
 is loaded by :func:`tagtune.checkpoint.load_checkpoint` (``backend="onnx"``).
 
 An export folder is self-contained: ``model.onnx`` (fp32), ``model_int8.onnx`` (when quantized), the
-tokenizer, ``config.json`` (label names), ``tagtune_config.json`` (scheme, windows, decoding) and
-``export_report.json``. ``tagtune.load(folder)`` and ``tagtune predict folder`` use it directly.
+tokenizer, ``config.json`` (label names), ``tagtune_config.json`` (scheme, windows, decoding), the
+calibration of entity scores (``calibration.json``, when the model has one) and ``export_report.json``. ``tagtune.load(folder)`` and ``tagtune predict folder`` use it directly.
 """
 
 from __future__ import annotations
@@ -207,9 +207,10 @@ def _quantize_int8(fp32_path: Path, int8_path: Path, model: torch.nn.Module, opt
 
 
 def _copy_companions(checkpoint: Checkpoint, model_dir: Path, output_dir: Path) -> None:
-    """Tokenizer, config.json and tagtune_config.json beside the ONNX files."""
+    """Tokenizer, config.json, tagtune_config.json and calibration.json beside the ONNX files."""
     checkpoint.tokenizer.save_pretrained(str(output_dir))
     checkpoint.model.config.save_pretrained(str(output_dir))  # type: ignore[attr-defined]
+    from tagtune.calibration import save_calibration
     from tagtune.crf import CRF_FILE
 
     saved = load_run_config(model_dir)  # its allow-listed fields: never a token an older file may hold
@@ -217,6 +218,8 @@ def _copy_companions(checkpoint: Checkpoint, model_dir: Path, output_dir: Path) 
         atomic_write_json(output_dir / CONFIG_FILE, saved)
     if (model_dir / CRF_FILE).is_file():  # a CRF's transitions decode the exported emissions
         shutil.copyfile(model_dir / CRF_FILE, output_dir / CRF_FILE)
+    if checkpoint.calibration is not None:  # the same logits: the same temperatures calibrate them
+        save_calibration(output_dir, checkpoint.calibration)
 
 
 def parity_report(checkpoint: Checkpoint, output_dir: Path, files: dict[str, str], texts: list[str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np
 import regex
 import torch
 
+from tagtune.calibration import scored_spans
 from tagtune.checkpoint import Backend, Checkpoint, load_checkpoint, resolve_backend
 from tagtune.corpus import Example
 from tagtune.errors import ConfigError
@@ -85,17 +86,23 @@ def word_spans(words: Sequence[str], delimiter: str = " ") -> tuple[str, list[tu
 
 @dataclass(frozen=True)
 class Entity:
-    """One entity in a text: ``text == original[start:end]``, ``score`` the mean label probability."""
+    """One entity in a text: ``text == original[start:end]``, ``score`` the mean label probability
+    (calibrated when the model has a ``calibration.json``); ``review`` marks an entity scored below
+    ``min_score`` that was kept for review (``PredictConfig.review``)."""
 
     start: int
     end: int
     label: str
     score: float
     text: str
+    review: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "label": self.label, "score": round(self.score, 6),
-                "text": self.text}
+        out = {"start": self.start, "end": self.end, "label": self.label, "score": round(self.score, 6),
+               "text": self.text}
+        if self.review:
+            out["review"] = True
+        return out
 
 
 @dataclass
@@ -131,6 +138,10 @@ class PredictConfig:
         max_length / stride: Window size and overlap in sub-tokens; ``None``: the checkpoint's.
         threads: Intra-op threads of torch / ONNX Runtime; ``None``: their default (all cores). On a
             shared machine, fewer threads than cores avoid threads waiting for each other.
+        min_score: Entities scored below it are dropped (abstention); ``None``: all are kept. Pick it
+            from the precision/recall table of ``report.html``.
+        review: Keep the entities below ``min_score``, marked ``review`` instead of dropped.
+        calibrated: Use the model's ``calibration.json`` for entity scores (when it has one).
     """
 
     aggregation: Strategy = "first"
@@ -142,6 +153,9 @@ class PredictConfig:
     max_length: int | None = None
     stride: int | None = None
     threads: int | None = None
+    min_score: float | None = None
+    review: bool = False
+    calibrated: bool = True
 
     def __post_init__(self) -> None:
         if self.aggregation not in STRATEGIES:
@@ -154,6 +168,10 @@ class PredictConfig:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"--min_score must be between 0 and 1 (an entity score), got {self.min_score}")
+        if self.review and self.min_score is None:
+            raise ConfigError("--review marks the entities scored below --min_score; pass --min_score too")
 
 
 @dataclass
@@ -186,6 +204,8 @@ class Tagger:
         windows = {k: v for k, v in (("max_length", config.max_length), ("stride", config.stride)) if v is not None}
         self.aligner = checkpoint.aligner(**windows)
         self.decoder = checkpoint.decoder(config.decoding)  # a CRF model's transitions included
+        # Changes entity scores only: tags are decoded from the raw scores.
+        self.calibration = checkpoint.calibration if config.calibrated else None
         # Small evaluation batches (saved for training-time memory) waste speed here; padding stays small
         # because windows are sorted by length.
         self.batch_size = config.batch_size or max(DEFAULT_BATCH_SIZE, checkpoint.eval.batch_size)
@@ -231,6 +251,9 @@ class Tagger:
             "aggregation": self.config.aggregation, "decoding": self.decoder.method,
             "max_length": self.aligner.config.max_length, "stride": self.aligner.stride, "batch_size": self.batch_size,
             "parallel_batches": self.workers,
+            "calibration": ({"temperature": round(self.calibration.temperature, 6),
+                             "per_label": self.calibration.per_label} if self.calibration is not None else None),
+            "min_score": self.config.min_score, "review": self.config.review,
         }
 
     # ------------------------------------------------------------------ streaming
@@ -290,28 +313,36 @@ class Tagger:
     # ------------------------------------------------------------------ scores -> entities
 
     def _by_word(self, doc: _Doc, scores: np.ndarray) -> Prediction:
-        from tagtune.labels import get_entities
-
         ids = self.decoder.decode_ids(scores)
         labels = self.labels
         tags = [labels[i] for i in ids]
         entities: list[Entity] = []
         if all(tag == "O" for tag in tags):  # most sentences: nothing more to do
             return Prediction(doc.text, doc.spans, tags, entities)
-        chosen = np.exp(scores[np.arange(len(ids)), ids]).tolist()
-        if self.scheme == "none":  # part-of-speech style tags: every word is its own span
-            spans = [(tag, w, w + 1) for w, tag in enumerate(tags) if tag != "O"]
-        else:
-            spans = [(s.type, s.start, s.end) for s in get_entities(tags)]
-        for label, first, last in spans:
+        chosen = self._probabilities(scores, ids).tolist()
+        for label, first, last in scored_spans(tags, self.scheme):
             start, end = doc.spans[first][0], doc.spans[last - 1][1]
-            entities.append(Entity(start, end, label, sum(chosen[first:last]) / (last - first), doc.text[start:end]))
+            self._keep(entities, Entity(start, end, label, sum(chosen[first:last]) / (last - first), doc.text[start:end]))
         return Prediction(doc.text, doc.spans, tags, entities)
+
+    def _probabilities(self, scores: np.ndarray, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The (calibrated) probability of label ``ids[w]`` of each word (sub-token for ``simple``)."""
+        if self.calibration is not None:
+            return self.calibration.chosen(scores, ids)
+        return np.exp(scores[np.arange(len(ids)), np.asarray(ids, dtype=np.int64)])
+
+    def _keep(self, entities: list[Entity], entity: Entity) -> None:
+        """Abstention: an entity scored below ``min_score`` is dropped, or kept marked for review."""
+        threshold = self.config.min_score
+        if threshold is None or entity.score >= threshold:
+            entities.append(entity)
+        elif self.config.review:
+            entities.append(replace(entity, review=True))
 
     def _simple(self, doc: _Doc, scores: np.ndarray, token_words: np.ndarray, offsets: np.ndarray) -> Prediction:
         """The pipeline's ``simple`` strategy: sub-token arg-max, neighbours of one type grouped unless ``B-``."""
         ids = scores.argmax(axis=-1) if len(scores) else np.zeros(0, dtype=np.int64)
-        probs = np.exp(scores.max(axis=-1)) if len(scores) else np.zeros(0)
+        probs = self._probabilities(scores, ids) if len(scores) else np.zeros(0)
         starts = np.asarray([s for s, _ in doc.spans], dtype=np.int64)
         char_start = starts[token_words] + offsets[:, 0] if len(ids) else starts[:0]
         char_end = starts[token_words] + offsets[:, 1] if len(ids) else starts[:0]
@@ -323,7 +354,7 @@ class Tagger:
             if label != "O":
                 start, end = int(char_start[group[0]]), int(char_end[group[-1]])
                 score = float(np.mean(probs[group]))
-                entities.append(Entity(start, end, label, score, doc.text[start:end]))
+                self._keep(entities, Entity(start, end, label, score, doc.text[start:end]))
 
         for t in range(len(ids)):
             bi, tag = _bi_tag(self.labels[ids[t]])

@@ -3,8 +3,9 @@
 :func:`write_report` is the single call behind ``tagtune evaluate --output_dir`` and the end of
 training: scores per type (computed by :mod:`tagtune.metrics`, never here), an entity confusion
 analysis from span sets, learning curves from a Trainer-style ``log_history`` (a list of dicts, so any
-training loop can feed its own), the sentences with the most errors, gold and predicted spans
-highlighted, and the run's configuration. The HTML needs no network: CSS is inline, images are
+training loop can feed its own), the calibration of entity scores (reliability diagram, expected
+calibration error) and precision and recall against a minimum score when given them, the sentences
+with the most errors, gold and predicted spans highlighted, and the run's configuration. The HTML needs no network: CSS is inline, images are
 ``data:`` URIs and there is no script.
 """
 
@@ -117,6 +118,7 @@ def write_report(
     split: str = "test",
     title: str | None = None,
     max_errors: int = 30,
+    scores: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``report.html``, ``report.json`` and ``plots/*.png`` into ``output_dir``.
 
@@ -130,6 +132,8 @@ def write_report(
         split: Which split the examples are, for the headings.
         title: The page title (default: ``Evaluation report (<split>)``).
         max_errors: Sentences shown in the worst-errors table.
+        scores: :meth:`tagtune.calibration.EntityScores.summary` of these predictions: a "Confidence"
+            section with the reliability diagram and the precision/recall table against ``--min_score``.
 
     Returns:
         The path of ``report.html``.
@@ -137,7 +141,7 @@ def write_report(
     Raises:
         ValueError: The examples have no gold tags, or their counts differ from the predictions'.
     """
-    from tagtune.report_plots import plot_confusion, plot_learning_curves, plot_per_type
+    from tagtune.report_plots import plot_confusion, plot_learning_curves, plot_per_type, plot_reliability, plot_thresholds
 
     if any(example.tags is None for example in examples):
         raise ValueError("the report needs gold tags: every example must be labelled")
@@ -148,6 +152,9 @@ def write_report(
     curves = plot_learning_curves(log_history) if log_history else None
     if curves is not None:
         images["learning_curves"] = curves
+    if scores:
+        images["reliability"] = plot_reliability(scores)
+        images["min_score"] = plot_thresholds(scores["thresholds"])
     for name, png in images.items():
         path = output_dir / PLOTS_DIR / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,15 +165,17 @@ def write_report(
         "split": split, "sentences": len(examples), "words": sum(len(e.tokens) for e in examples),
         "metrics": metrics, "confusion": confusion, "sentences_with_errors": len(wrong), "worst_errors": shown,
         "plots": [f"{PLOTS_DIR}/{name}.png" for name in images], "config": flat_config,
+        **({"entity_scores": dict(scores)} if scores else {}),
     })
     page = _render(title or f"Evaluation report ({split})", split, examples, metrics, confusion, wrong[:max_errors],
-                   predictions, len(wrong), images, log_history, flat_config)
+                   predictions, len(wrong), images, log_history, flat_config, scores)
     atomic_write_text(output_dir / REPORT_FILE, page)
     return output_dir / REPORT_FILE
 
 
 def write_run_report(output_dir: str | Path, split: str, examples: Sequence[Example], result: Any,
-                     log_history: Sequence[Mapping[str, Any]] | None = None, config: Any = None) -> Path | None:
+                     log_history: Sequence[Mapping[str, Any]] | None = None, config: Any = None,
+                     scores: Mapping[str, Any] | None = None) -> Path | None:
     """:func:`write_report` at the end of a training run, from an ``EvalResult`` (``metrics``, ``predictions``).
 
     Returns ``None`` without writing when the result has no scores (unlabelled data); a failure is
@@ -175,7 +184,8 @@ def write_run_report(output_dir: str | Path, split: str, examples: Sequence[Exam
     if result is None or not result.metrics or len(result.predictions) != len(examples):
         return None
     try:
-        path = write_report(output_dir, examples, result.predictions, result.metrics, log_history, config, split=split)
+        path = write_report(output_dir, examples, result.predictions, result.metrics, log_history, config, split=split,
+                            scores=scores)
     except Exception as error:  # noqa: BLE001 - matplotlib, disk...: the model is saved already
         logger.warning("could not write the evaluation report into %s: %s", output_dir, error)
         return None
@@ -265,8 +275,29 @@ def _curves_table(log_history: Sequence[Mapping[str, Any]]) -> str:
     return _table(("series", "points", "last value", "at step"), rows) if rows else ""
 
 
+def _confidence_section(scores: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
+    rows = [("raw", scores["entities"], f"{scores['before']['ece']:.4f}", "1")]
+    if "after" in scores:
+        rows.append(("calibrated", scores["entities"], f"{scores['after']['ece']:.4f}", f"{scores['temperature']:.3f}"))
+    ece = _table(("entity scores", "predicted entities", "expected calibration error", "temperature"), rows)
+    which = "calibrated " if "after" in scores else ""
+    thresholds = _table(("--min_score", "entities kept", "precision", "recall", "F1"),
+                        [(f"{r['min_score']:g}", r["kept"], _pct(r["precision"]), _pct(r["recall"]), _pct(r["f1"]))
+                         for r in scores["thresholds"]])
+    return (
+        "<h2>Confidence</h2><p class=\"muted\">An entity's score is the mean probability of its words' labels; "
+        "it is calibrated when the share of entities exactly right among those scored about <i>s</i> is about "
+        "<i>s</i>. Expected calibration error: the mean gap over 10 score bins, weighted by entities. "
+        "Calibrate with <code>tagtune evaluate MODEL DEV --calibrate</code> (tags never change, only scores).</p>"
+        f"{ece}{_img(images['reliability'], 'reliability of entity scores')}"
+        f"<h2>Minimum score</h2><p class=\"muted\">Precision and recall of the entities kept by "
+        f"<code>--min_score S</code> (tagtune predict, tagtune serve), on the {which}scores a tagger reports; "
+        f"{scores['gold_entities']} gold entities.</p>{thresholds}{_img(images['min_score'], 'entities kept by a minimum score')}"
+    )
+
+
 def _render(title, split, examples, metrics, confusion, wrong, predictions, total_wrong, images, log_history,
-            flat_config) -> str:
+            flat_config, scores=None) -> str:
     types = list(confusion["outcomes"])
     colours = Colours(types)
     per_type = metrics.get("per_type", {})
@@ -293,6 +324,8 @@ def _render(title, split, examples, metrics, confusion, wrong, predictions, tota
     if "learning_curves" in images:
         sections.append(f"<h2>Learning curves</h2>{_curves_table(log_history)}"
                         f"{_img(images['learning_curves'], 'learning curves')}")
+    if scores:
+        sections.append(_confidence_section(scores, images))
     sections.append(f"<h2>Worst errors</h2>{_errors_section(examples, predictions, wrong, total_wrong, colours)}")
     if flat_config:
         sections.append("<h2>Configuration</h2>" + _table(("setting", "value"), sorted(flat_config.items()), "kv"))

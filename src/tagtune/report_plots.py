@@ -1,4 +1,5 @@
-"""The evaluation report's figures as PNG bytes: scores per type, entity confusion, learning curves.
+"""The evaluation report's figures as PNG bytes: scores per type, entity confusion, learning curves,
+reliability of entity scores, precision and recall against a minimum score.
 
 Figures are drawn on matplotlib's Agg canvas directly (``Figure`` + ``FigureCanvasAgg``), never through
 ``pyplot``, so the global backend of the calling process (a notebook, a GUI) is left alone and no
@@ -149,4 +150,57 @@ def plot_learning_curves(log_history: Sequence[Mapping[str, Any]]) -> bytes | No
             axes.legend(fontsize=8)
         if title == "learning rate":
             axes.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    return _png(figure)
+
+
+def plot_reliability(summary: Mapping[str, Any]) -> bytes:
+    """Reliability diagram of entity scores: accuracy against mean score per bin, raw (``before``) and
+    calibrated (``after``, when present), with the diagonal of perfect calibration and the share of
+    entities per bin beneath.
+
+    Args:
+        summary: :meth:`tagtune.calibration.EntityScores.summary`.
+    """
+    figure = _figure(6.0, 5.2)
+    top, bottom = figure.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    top.plot([0, 1], [0, 1], color="#9e9e9e", linestyle="--", linewidth=1, label="perfect")
+    styles = {"before": ("#ef5350", "raw"), "after": ("#5c6bc0", "calibrated")}
+    total = max(int(summary.get("entities", 0)), 1)
+    width = 0.1 / (2 if "after" in summary else 1)
+    for k, key in enumerate(k for k in ("before", "after") if k in summary):
+        colour, name = styles[key]
+        bins = summary[key]["reliability"]
+        top.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", markersize=4,
+                 color=colour, label=f"{name} (ECE {summary[key]['ece']:.3f})")
+        bottom.bar([b["low"] + width * (k + 0.5) for b in bins], [b["count"] / total for b in bins], width=width,
+                   color=colour)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.02)
+    top.set_ylabel("share of entities exactly right")
+    top.set_title("Reliability of entity scores")
+    top.legend(fontsize=8, loc="upper left")
+    top.grid(alpha=0.3)
+    bottom.set_xlabel("entity score")
+    bottom.set_ylabel("share")
+    return _png(figure)
+
+
+def plot_thresholds(rows: Sequence[Mapping[str, float]]) -> bytes:
+    """Precision, recall and F1 of the entities kept by a minimum score, against that score.
+
+    Args:
+        rows: :func:`tagtune.calibration.threshold_table`.
+    """
+    figure = _figure(6.0, 3.4)
+    axes = figure.add_subplot()
+    thresholds = [row["min_score"] for row in rows]
+    for key in ("precision", "recall", "f1"):
+        # Precision of no entity at all is undefined: no point there.
+        values = [100 * row[key] if row["kept"] or key == "recall" else math.nan for row in rows]
+        axes.plot(thresholds, values, marker="o", markersize=3, color=_SCORE_COLOURS[key], label=key)
+    axes.set_xlabel("--min_score")
+    axes.set_ylabel("%")
+    axes.set_title("Entities kept by a minimum score")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
     return _png(figure)

@@ -7,7 +7,9 @@ time are tagged together in one batch (:class:`MicroBatcher`), on one worker thr
 stays free. Limits on body size, number of texts and characters per text are answered with 413, bad
 requests with 422, a missing or wrong API key with 401, always as ``{"error": {"status", "message"}}``.
 Requests carry text only: no paths, no options that touch files. ``GET /`` is a page to try the
-model (``static/``: plain HTML, CSS and JavaScript, every asset served here).
+model (``static/``: plain HTML, CSS and JavaScript, every asset served here). Entity scores, and which
+entities are dropped or marked ``review`` below a minimum score, are the tagger's (``--min_score``,
+``--review``, the model's ``calibration.json``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class EntityOut(BaseModel):
     label: str
     score: float = Field(description="Mean probability of the entity's labels.")
     text: str = Field(description="Exactly text[start:end].")
+    review: bool | None = Field(None, description="True: scored below the service's --min_score, kept for review "
+                                "(--review); absent otherwise.")
 
 
 class EntitiesOut(BaseModel):
@@ -296,6 +300,7 @@ def create_app(tagger, config: ServeConfig = ServeConfig()):
         return {**tagger.metadata(), "limits": config.limits(), "version": _version()}
 
     @app.post("/predict", dependencies=[Depends(check_key)], response_model=EntitiesOut | ResultsOut,
+              response_model_exclude_none=True,
               responses={401: {"description": "Missing or wrong API key"},
                          413: {"description": "Body, number of texts or text length over the limits"},
                          422: {"description": "Not exactly one of text / texts, or wrong types"}})

@@ -22,10 +22,14 @@ def register(app: typer.Typer) -> None:
         allow_pickle: Annotated[bool, typer.Option("--allow_pickle", help="Accept pickled weights (unsafe).")] = False,
         strict_labels: Annotated[bool, typer.Option("--strict_labels", help="Refuse invalid IOB sequences instead of repairing them.")] = False,
         overwrite_output_dir: Annotated[bool, typer.Option("--overwrite_output_dir", help="Replace earlier results in --output_dir.")] = False,
+        calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit a temperature for entity scores on DATA (a validation split) and save it as MODEL/calibration.json; reports the expected calibration error before and after.")] = False,
+        calibrate_per_label: Annotated[bool, typer.Option("--calibrate_per_label", help="With --calibrate: one temperature per label.")] = False,
+        calibrate_objective: Annotated[str, typer.Option("--calibrate_objective", help="With --calibrate: entity (log-loss of entity scores, default) or word (likelihood of every word's gold label).")] = "entity",
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks.")] = False,
     ) -> None:
-        """Evaluate MODEL on DATA: entity P/R/F1 (seqeval-equal), per type, token accuracy."""
+        """Evaluate MODEL on DATA: entity P/R/F1 (seqeval-equal), per type, token accuracy; with --calibrate
+        or --output_dir also the calibration of entity scores and precision/recall against a minimum score."""
         import json
 
         from tagtune.align import warn_long_words
@@ -44,6 +48,10 @@ def register(app: typer.Typer) -> None:
             fail(f"--decoding '{decoding}' is not one of viterbi, argmax")
         if task_name not in ("ner", "pos", "chunk"):
             fail(f"--task_name '{task_name}' is not one of ner, pos, chunk")
+        if calibrate_objective not in ("entity", "word"):
+            fail(f"--calibrate_objective '{calibrate_objective}' is not one of entity, word")
+        if (calibrate_per_label or calibrate_objective != "entity") and not calibrate:
+            fail("--calibrate_per_label and --calibrate_objective set how --calibrate fits; pass --calibrate too")
         if output_dir is not None:
             if output_dir.exists() and not output_dir.is_dir():
                 fail(f"--output_dir '{output_dir}' exists and is not a directory")
@@ -69,6 +77,11 @@ def register(app: typer.Typer) -> None:
         metrics["eval_samples"], metrics["eval_words"] = len(examples), result.num_words
         metrics["eval_windowed_sentences"] = result.windowed_examples
         metrics["eval_long_words"] = result.long_words
+        scores = None
+        if calibrate or output_dir is not None:
+            scores = _entity_scores(checkpoint, aligner, decoder, examples, batch_size, model, data, calibrate,
+                                    calibrate_per_label, calibrate_objective)
+            metrics.update(_calibration_metrics(scores))
         if output_dir is not None:
             atomic_write_json(output_dir / "eval_results.json", metrics)
             write_predictions(output_dir / "predictions.txt", examples, result.predictions)
@@ -76,6 +89,35 @@ def register(app: typer.Typer) -> None:
             from tagtune.report import load_log_history, write_report
 
             report = write_report(output_dir, examples, result.predictions, result.metrics, load_log_history(model),
-                                  load_run_config(model), split=data.name, title=f"{model.name} on {data.name}")
+                                  load_run_config(model), split=data.name, title=f"{model.name} on {data.name}",
+                                  scores=scores)
             typer.echo(f"report: {report}", err=True)
         typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def _entity_scores(checkpoint, aligner, decoder, examples, batch_size: int, model: Path, data: Path, calibrate: bool,
+                   per_label: bool, objective: str) -> dict:
+    """The calibration summary of entity scores on DATA (``EntityScores.summary``); with ``calibrate``,
+    fitted on DATA first and saved into MODEL."""
+    from tagtune.calibration import collect_entity_scores, save_calibration
+
+    collected = collect_entity_scores(checkpoint.forward(), aligner, examples, decoder, checkpoint.scheme,
+                                      keep_words=objective == "word", batch_size=batch_size)
+    calibration = checkpoint.calibration
+    if calibrate:
+        calibration = collected.fit(per_label=per_label, objective=objective, data=data.name)  # type: ignore[arg-type]
+        path = save_calibration(model, calibration)
+        typer.echo(f"calibration: temperature {calibration.temperature:.3f}, entity ECE "
+                   f"{calibration.fitted_on['ece_before']:.4f} -> {calibration.fitted_on['ece_after']:.4f} on "
+                   f"{data.name} -> {path}", err=True)
+    return collected.summary(calibration)
+
+
+def _calibration_metrics(summary: dict) -> dict[str, float]:
+    """``eval_entity_ece_before`` (raw scores), ``eval_entity_ece_after`` and ``eval_temperature`` (with a
+    calibration)."""
+    metrics = {"eval_entity_ece_before": summary["before"]["ece"]}
+    if "after" in summary:
+        metrics["eval_entity_ece_after"] = summary["after"]["ece"]
+        metrics["eval_temperature"] = summary["temperature"]
+    return metrics

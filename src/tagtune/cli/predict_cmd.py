@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
         decoding: Annotated[str | None, typer.Option("--decoding", help="viterbi or argmax (default: the model's).")] = None,
         batch_size: Annotated[int | None, typer.Option("--batch_size", help="Windows per forward pass.")] = None,
         threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all cores).")] = None,
+        min_score: Annotated[float | None, typer.Option("--min_score", min=0.0, max=1.0, help="Drop entities scored below this (calibrated when the model has calibration.json); pick it from report.html's precision/recall table.")] = None,
+        review: Annotated[bool, typer.Option("--review", help="Keep the entities below --min_score, marked \"review\": true, instead of dropping them.")] = False,
         task_name: Annotated[str, typer.Option("--task_name", help="Tag column of labelled CoNLL input: ner, pos, chunk.")] = "ner",
         device: Annotated[str, typer.Option("--device", help="cpu or cuda[:n] (torch backend).")] = "cpu",
         allow_pickle: Annotated[bool, typer.Option("--allow_pickle", help="Accept pickled weights (unsafe).")] = False,
@@ -62,7 +64,8 @@ def register(app: typer.Typer) -> None:
                    for path in inputs or []]
         _quiet_transformers()
         tagger = load(model, backend=backend, device=device, allow_pickle=allow_pickle,  # type: ignore[arg-type]
-                      aggregation=aggregation, precision=precision, decoding=decoding, batch_size=batch_size, threads=threads)
+                      aggregation=aggregation, precision=precision, decoding=decoding, batch_size=batch_size, threads=threads,
+                      min_score=min_score, review=review)
         pairs = _predict_all(tagger, sources, text or [], text_field, task_name, progress=not quiet)
         count = _write(pairs, output, output_format, tagger.metadata())
         from tagtune.align import warn_long_words

@@ -19,6 +19,8 @@ def register(app: typer.Typer) -> None:
         aggregation: Annotated[str, typer.Option("--aggregation", help="first, average, max or simple.")] = "first",
         batch_size: Annotated[int | None, typer.Option("--batch_size", help="Windows per forward pass.")] = None,
         threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all cores).")] = None,
+        min_score: Annotated[float | None, typer.Option("--min_score", min=0.0, max=1.0, help="Drop entities scored below this (calibrated when the model has calibration.json); pick it from report.html's precision/recall table.")] = None,
+        review: Annotated[bool, typer.Option("--review", help="Keep the entities below --min_score, marked \"review\": true, instead of dropping them.")] = False,
         max_body_bytes: Annotated[int, typer.Option("--max_body_bytes", help="Largest request body.")] = 1_000_000,
         max_texts: Annotated[int, typer.Option("--max_texts", help="Most texts per request.")] = 64,
         max_chars: Annotated[int, typer.Option("--max_chars", help="Most characters per text.")] = 100_000,
@@ -46,5 +48,6 @@ def register(app: typer.Typer) -> None:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         tagger = load(model, backend=backend, device=device, allow_pickle=allow_pickle,  # type: ignore[arg-type]
-                      aggregation=aggregation, precision=precision, batch_size=batch_size, threads=threads)
+                      aggregation=aggregation, precision=precision, batch_size=batch_size, threads=threads,
+                      min_score=min_score, review=review)
         run_service(tagger, config, log_level=log_level)
