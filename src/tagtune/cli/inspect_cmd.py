@@ -1,5 +1,6 @@
 """``tagtune inspect``: the data doctor (format, sizes, labels, invalid tags, lengths, leakage; spans of
-annotation-tool data) as tables or JSON."""
+annotation-tool data) as tables or JSON; with a fine-tuned ``--model``, the label audit (likely
+annotation errors, :mod:`tagtune.audit`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def register(app: typer.Typer) -> None:
         train: Annotated[Path | None, typer.Option("--train", help="The training file.")] = None,
         validation: Annotated[Path | None, typer.Option("--validation", help="The validation file.")] = None,
         test: Annotated[Path | None, typer.Option("--test", help="The test file.")] = None,
-        model_name_or_path: Annotated[str | None, typer.Option("--model_name_or_path", "--model", help="Tokenizer to measure sentences in sub-tokens (default: the packaged MiniLM when installed).")] = None,
+        model_name_or_path: Annotated[str | None, typer.Option("--model_name_or_path", "--model", help="Tokenizer to measure sentences in sub-tokens (default: the packaged MiniLM when installed); a fine-tuned tagger (or its ONNX export) also audits the labels: the spans it most confidently contradicts.")] = None,
         max_length: Annotated[int, typer.Option("--max_length", "--max_seq_length", help="Model input length to check sentences against.")] = 128,
         words_only: Annotated[bool, typer.Option("--words_only", help="Measure sentences in words; load no tokenizer.")] = False,
         task_name: Annotated[str, typer.Option("--task_name", help="ner, pos or chunk: which tag column to read.")] = "ner",
@@ -29,6 +30,10 @@ def register(app: typer.Typer) -> None:
         annotator: Annotated[str, typer.Option("--annotator", help="Label Studio exports: the annotation read per task: latest, first, an annotator id or e-mail, or predictions.")] = "latest",
         examples: Annotated[int, typer.Option("--examples", help="Places listed per kind of problem.")] = 5,
         as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+        top: Annotated[int, typer.Option("--top", min=0, help="Likely annotation errors shown (label audit).")] = 20,
+        audit_output: Annotated[Path | None, typer.Option("--audit_output", help="Write every likely annotation error as JSON lines (one record per suspect span: file, line, offsets, gold and suggested spans, score).")] = None,
+        no_audit: Annotated[bool, typer.Option("--no_audit", help="With a fine-tuned --model: measure lengths only, no label audit.")] = False,
+        batch_size: Annotated[int, typer.Option("--batch_size", min=1, help="Label audit: windows per forward pass.")] = 32,
         strict: Annotated[bool, typer.Option("--strict", help="Exit with status 1 when errors or warnings are found.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks.")] = False,
@@ -53,15 +58,78 @@ def register(app: typer.Typer) -> None:
         files = resolve_inputs(data or [], train, validation, test)
         cfg = DataConfig(task_name=task_name, label_column=label_column, label_names_file=label_names_file,  # type: ignore[arg-type]
                          format=format)  # type: ignore[arg-type]
+        auditing = model_name_or_path is not None and not no_audit and _is_tagger(model_name_or_path)
+        if audit_output is not None and not auditing:
+            fail(f"--audit_output needs a fine-tuned tagger as --model (got {model_name_or_path or 'none'})")
+        if auditing:
+            from tagtune.audit import require_cleanlab
+
+            require_cleanlab()  # before the data is read: one line, no wasted minutes
         model, tokenizer = _tokenizer(model_name_or_path, words_only)
         diagnosis = diagnose(files, cfg, tokenizer=tokenizer, max_length=max_length, keep=examples,
                              spans=SpanConfig(annotator=annotator))
+        audit = None
+        if auditing:
+            from tagtune.audit import audit_files, write_suspects
+
+            audit = audit_files(model_name_or_path, files, cfg, spans=SpanConfig(annotator=annotator),  # type: ignore[arg-type]
+                                batch_size=batch_size)
+            if audit_output is not None:
+                write_suspects(audit_output, audit)
+                typer.echo(f"{len(audit.suspects)} likely annotation errors -> {audit_output}", err=True)
         if as_json:
-            typer.echo(json.dumps({"model": model, **diagnosis.as_dict()}, indent=2, ensure_ascii=False))
+            found = {"model": model, **diagnosis.as_dict()}
+            if audit is not None:
+                found["audit"] = {**audit.summary(), "top": [s.as_dict() for s in audit.suspects[:top]]}
+            typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
         else:
             _render(diagnosis, model)
+            if audit is not None:
+                _render_audit(audit, top)
         if strict and diagnosis.has_problems():
             raise typer.Exit(1)
+
+
+def _is_tagger(name: str) -> bool:
+    from tagtune.audit import is_tagger
+
+    return is_tagger(name)
+
+
+def _render_audit(audit, top: int) -> None:
+    import os
+    import sys
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    console = Console(highlight=False, width=140 if wide else None)
+    summary = audit.summary()
+    kinds = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in sorted(summary["kinds"].items())) or "none"
+    table = Table(title=f"Likely annotation errors: {summary['suspects']} suspect span(s) in {summary['sentences']:,} "
+                        f"sentences ({kinds}); the {min(top, summary['suspects'])} most likely",
+                  title_justify="left", show_lines=True)
+    for column in ("score", "kind", "where", "gold -> suggested", "sentence"):
+        table.add_column(column, justify="right" if column == "score" else "left", overflow="fold")
+    for suspect in audit.suspects[:top]:
+        table.add_row(f"{suspect.score:.3f}", suspect.kind.replace("_", " "), escape(suspect.where),
+                      escape(suspect.describe()), escape(_context(suspect)))
+    console.print(table)
+    if summary["skipped_sentences"]:
+        console.print(f"[yellow]{summary['skipped_sentences']:,} sentence(s) not audited: tags the model does not "
+                      f"know ({escape(', '.join(summary['unknown_tags']))})[/]")
+
+
+def _context(suspect, width: int = 6) -> str:
+    """The words around the suspect span, the span in brackets."""
+    spans = [s for s in (suspect.gold, suspect.suggested) if s is not None]
+    first, last = min(s.start for s in spans), max(s.end for s in spans)
+    tokens = suspect.tokens
+    left = ("... " if first - width > 0 else "") + " ".join(tokens[max(0, first - width):first])
+    right = " ".join(tokens[last:last + width]) + (" ..." if last + width < len(tokens) else "")
+    return f"{left} [{' '.join(tokens[first:last])}] {right}".strip()
 
 
 def _tokenizer(name: str | None, words_only: bool) -> tuple[str | None, Any]:
