@@ -158,7 +158,7 @@ def score_decodings(model_dir: Path, examples: Sequence, methods: Sequence[str] 
 
 def read_splits(setting: Setting, args: argparse.Namespace) -> dict[str, list]:
     from tagtune.config import DataConfig
-    from tagtune.train import prepare_data
+    from tagtune.run import prepare_data
 
     data = prepare_data(DataConfig(validation_file=args.data / "json/validation.json",
                                    test_file=args.data / "json/test.json", task_name=setting.task,  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ SPACY_INIT = "spacy init config --lang en --pipeline ner --optimize efficiency (
 def read_conll_splits(data: Path, max_eval: int | None = None, max_predict: int | None = None) -> dict[str, list]:
     """The three CoNLL splits as tagtune examples (IOB2 tags, ``-DOCSTART-`` as document boundaries)."""
     from tagtune.config import DataConfig
-    from tagtune.train import prepare_data
+    from tagtune.run import prepare_data
 
     prepared = prepare_data(DataConfig(train_file=data / SPLIT_FILES["train"],
                                        validation_file=data / SPLIT_FILES["validation"],

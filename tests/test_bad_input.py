@@ -651,7 +651,7 @@ def test_sentence_of_100000_words_is_windowed_not_truncated(env: Env) -> None:
 
     from tagtune.align import Aligner
     from tagtune.config import AlignConfig, DataConfig
-    from tagtune.train import prepare_data
+    from tagtune.run import prepare_data
 
     env.root.mkdir()
     words = 100_000

@@ -51,15 +51,15 @@ if hold.startswith("checkpoint:"):  # after the weights and optimizer are writte
 
     transformers.Trainer._save_optimizer_and_scheduler = save_optimizer_and_scheduler
 elif hold == "final":  # the final model is staged; kill before it is moved into place
-    import tagtune.train
+    import tagtune.run
 
-    real_publish = tagtune.train.publish_files
+    real_publish = tagtune.run.publish_files
 
     def publish_files(staging, target, last):
         pause(str(staging))
         real_publish(staging, target, last)
 
-    tagtune.train.publish_files = publish_files
+    tagtune.run.publish_files = publish_files
 
 import run_ner
 from tagtune.cli import run_guarded

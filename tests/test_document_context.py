@@ -125,10 +125,11 @@ def test_context_size_flag_is_saved_as_given(tiny_bert_dir: Path, tmp_path: Path
 
 def test_negative_context_size_is_refused() -> None:
     from tagtune.errors import ConfigError
-    from tagtune.upstream_args import DataTrainingArguments
+    from tagtune.flags import parse_trainer_args
 
     with pytest.raises(ConfigError, match="--context_size -1 must be 0 or more"):
-        DataTrainingArguments(train_file="x.txt", context_size=-1).to_configs(8)
+        parse_trainer_args(["--model_name_or_path", "m", "--output_dir", "o", "--train_file", "x.txt",
+                            "--context_size", "-1"])
 
 def test_predict_on_a_conll_file_uses_the_document_context(trained, monkeypatch) -> None:
     """``tagtune predict`` on a CoNLL file passes the -DOCSTART- documents on to the alignment, so a

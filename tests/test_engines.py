@@ -168,3 +168,68 @@ def test_time_budget_stops_training_with_the_learning_rate_decayed(engine, tiny_
     assert result.exit_code == 0, result.output
     assert 2 <= found["train_runtime"] < 60
     assert 1 <= optimizer_steps(out, found) and found["epoch"] < 10000
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_evaluation_holds_one_chunk_of_sentences_at_a_time(engine, tiny_bert_dir, train_file, tmp_path, monkeypatch):
+    """Both engines evaluate through the one chunked evaluator: never more than a chunk of sentences is
+    encoded at once, whatever the size of the split (bounded memory)."""
+    import tagtune.evaluate
+    from tagtune.align import Aligner
+
+    monkeypatch.setattr(tagtune.evaluate, "CHUNK_SIZE", 7)
+    sizes: list[int] = []
+    real_encode = Aligner.encode
+
+    def recording_encode(self, examples, *args, labelled=True, **kwargs):
+        if not labelled:
+            sizes.append(len(examples))
+        return real_encode(self, examples, *args, labelled=labelled, **kwargs)
+
+    monkeypatch.setattr(Aligner, "encode", recording_encode)
+    result, found = train(engine, tiny_bert_dir, train_file, tmp_path / engine, "--validation_file", str(train_file))
+    assert result.exit_code == 0, result.output
+    assert found["eval_samples"] == 60 and found["eval_words"] > 60
+    assert sizes and max(sizes) <= 7 and sum(sizes) >= 60
+
+
+class Killed(BaseException):
+    """A kill in the middle of the final write (not an Exception: nothing may catch it)."""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_kill_during_the_final_write_leaves_no_weights_under_new_settings(engine, tiny_bert_dir, train_file,
+                                                                            tmp_path, monkeypatch):
+    import tagtune.fileio
+    from tagtune.errors import ModelLoadError
+    from tagtune.predict import load
+
+    out = tmp_path / engine
+    result, _ = train(engine, tiny_bert_dir, train_file, out)
+    assert result.exit_code == 0, result.output
+    real_replace = tagtune.fileio.os.replace
+
+    def replace(source, destination):
+        if Path(destination).name == "model.safetensors":
+            raise Killed
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(tagtune.fileio.os, "replace", replace)
+    with pytest.raises(Killed):  # the run dies as the new weights are moved into place
+        train(engine, tiny_bert_dir, train_file, out, "--overwrite_output_dir", "--max_seq_length", "24")
+    assert json.loads((out / "tagtune_config.json").read_text())["align"]["max_length"] == 24  # new settings
+    assert (out / "config.json").is_file() and not (out / "model.safetensors").exists()
+    with pytest.raises(ModelLoadError):
+        load(out)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_crf_document_context_and_report(engine, tiny_bert_dir, train_file, tmp_path):
+    out = tmp_path / engine
+    result, found = train(engine, tiny_bert_dir, train_file, out, "--crf", "--document_context",
+                          "--validation_file", str(train_file))
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "tagtune_config.json").read_text())
+    assert config["model"]["crf"] is True and config["align"]["context_size"] == 32
+    assert (out / "crf.safetensors").is_file() and (out / "report.html").is_file()
+    assert "eval_f1" in found and (out / "README.md").is_file()

@@ -1,8 +1,8 @@
 """docs/flags.md names every flag that the two example scripts' parsers accept.
 
 The flag lists come from the parsers themselves: ``run_ner.py``'s ``HfArgumentParser`` over
-``tagtune.upstream_args.ARGUMENT_CLASSES`` (every ``TrainingArguments`` flag included) and
-``run_ner_no_trainer.py``'s ``tagtune.loop_args.build_parser()``. A flag someone adds to either parser
+``tagtune.flags.ARGUMENT_CLASSES`` (every ``TrainingArguments`` flag included) and
+``run_ner_no_trainer.py``'s ``tagtune.flags.build_loop_parser()``. A flag someone adds to either parser
 fails here until the page says what tagtune does with it.
 """
 
@@ -34,15 +34,15 @@ def documented_flags(text: str) -> set[str]:
 def run_ner_parser() -> argparse.ArgumentParser:
     from transformers import HfArgumentParser
 
-    from tagtune.upstream_args import ARGUMENT_CLASSES
+    from tagtune.flags import ARGUMENT_CLASSES
 
     return HfArgumentParser(ARGUMENT_CLASSES)
 
 
 def no_trainer_parser() -> argparse.ArgumentParser:
-    from tagtune.loop_args import build_parser
+    from tagtune.flags import build_loop_parser
 
-    return build_parser()
+    return build_loop_parser()
 
 
 def test_accepted_flags_reads_every_spelling_once():

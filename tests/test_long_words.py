@@ -91,7 +91,7 @@ def trained(request, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """``run_ner.py --do_train --do_predict`` on long words; the training encoding is kept for checks."""
     import run_ner
 
-    import tagtune.train
+    import tagtune.run
     from tagtune.align import Aligner, load_tokenizer
     from tagtune.config import AlignConfig
 
@@ -103,7 +103,7 @@ def trained(request, tmp_path_factory: pytest.TempPathFactory) -> dict:
     files = {"train": write_conll(root / "train.conll", data), "test": write_conll(root / "test.conll", data),
              "conllu": write_conllu(root / "test.conllu", data)}
     captured = []
-    real = tagtune.train.encode_cached
+    real = tagtune.run.encode_cached
 
     def capture(aligner, examples, **kwargs):
         encoding = real(aligner, examples, **kwargs)
@@ -116,7 +116,7 @@ def trained(request, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "--max_steps", "2", "--per_device_train_batch_size", "4", "--save_strategy", "no",
             "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true"]
     monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(tagtune.train, "encode_cached", capture)
+    monkeypatch.setattr(tagtune.run, "encode_cached", capture)
     try:
         assert run(run_ner.main, argv) == 0
     finally:

@@ -273,7 +273,7 @@ def test_gradient_accumulation_counts_optimizer_steps(tiny_bert_dir, data, tmp_p
 
 def test_upstream_flags_parse_and_bad_ones_are_refused(tmp_path):
     from tagtune.errors import ConfigError
-    from tagtune.loop_args import parse_loop_args
+    from tagtune.flags import parse_loop_args
 
     args = parse_loop_args([
         "--model_name_or_path", "m", "--train_file", "t.json", "--validation_file", "v.json", "--output_dir", "o",
@@ -333,7 +333,7 @@ def test_launch_checks(monkeypatch, caplog):
     from types import SimpleNamespace
 
     from tagtune.errors import ConfigError
-    from tagtune.loop import _check_launch
+    from tagtune.loop_tools import check_launch as _check_launch
 
     one_cpu = SimpleNamespace(num_processes=1, is_main_process=True, mixed_precision="no", device=torch.device("cpu"))
     # `accelerate launch --cpu --num_processes 2` without mpirun: one process, MASTER_ADDR set.
@@ -351,16 +351,23 @@ def test_launch_checks(monkeypatch, caplog):
         _check_launch(SimpleNamespace(**{**vars(one_cpu), "mixed_precision": "fp16"}))
 
 
-def test_run_ner_spellings_become_loop_flags():
-    from tagtune.cli.train_cmd import _to_loop_flags
+def test_run_ner_spellings_mean_the_same_in_the_loop():
+    """One flag table: the loop's parser takes run_ner.py's spellings as aliases of its own flags."""
+    from tagtune.errors import ConfigError
+    from tagtune.flags import parse_loop_args
 
-    assert _to_loop_flags([
-        "--do_train", "--do_eval", "--max_seq_length", "64", "--bf16", "true", "--fp16", "false", "--disable_tqdm",
-        "true", "--max_steps=5", "--warmup_steps", "2", "--save_steps", "10", "--report_to", "tensorboard",
-        "--label_all_tokens", "--pad_to_max_length", "false", "--learning_rate", "-1", "--seed", "1",
-    ]) == ["--max_length", "64", "--mixed_precision", "bf16", "--max_train_steps", "5", "--num_warmup_steps", "2",
-           "--checkpointing_steps", "10", "--with_tracking", "--report_to", "tensorboard", "--label_all_tokens",
-           "--learning_rate", "-1", "--seed", "1"]
+    base = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o"]
+    trainer_spelling = parse_loop_args([*base, "--max_seq_length", "64", "--bf16", "true", "--fp16", "false",
+                                        "--max_steps=5", "--warmup_steps", "2", "--save_steps", "10", "--use_cpu",
+                                        "--label_all_tokens", "--pad_to_max_length", "false", "--seed", "1"])
+    loop_spelling = parse_loop_args([*base, "--max_length", "64", "--mixed_precision", "bf16", "--max_train_steps",
+                                     "5", "--num_warmup_steps", "2", "--checkpointing_steps", "10", "--cpu",
+                                     "--label_all_tokens", "--seed", "1"])
+    assert trainer_spelling == loop_spelling
+    assert trainer_spelling.align.max_length == 64 and not trainer_spelling.align.pad_to_max_length
+    assert trainer_spelling.loop.mixed_precision == "bf16" and trainer_spelling.loop.checkpointing_steps == 10
+    with pytest.raises(ConfigError, match="--fp16 contradicts --mixed_precision bf16"):
+        parse_loop_args([*base, "--mixed_precision", "bf16", "--fp16"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -472,7 +479,8 @@ def test_crf_checkpoints_resume_exactly(tiny_bert_dir, data, tmp_path, in_proces
 
     from tagtune.crf import read_crf_file
     from tagtune.errors import ConfigError
-    from tagtune.loop import _release_accelerate_state, main
+    from tagtune.loop import main
+    from tagtune.loop_tools import release_accelerate_state as _release_accelerate_state
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     extra = ("--crf", "--max_train_steps", "4", "--checkpointing_steps", "2",
@@ -533,9 +541,8 @@ def test_crf_with_label_all_tokens_is_one_error_line(tiny_bert_dir, data, tmp_pa
 
 
 def test_document_context_flag_resolves_as_the_trainer_engine():
-    from tagtune.cli.train_cmd import _to_loop_flags
     from tagtune.errors import ConfigError
-    from tagtune.loop_args import parse_loop_args
+    from tagtune.flags import parse_loop_args
 
     base = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o", "--max_length", "64"]
     assert parse_loop_args(base).align.context_size == 0
@@ -545,8 +552,7 @@ def test_document_context_flag_resolves_as_the_trainer_engine():
     assert not parse_loop_args(base).model.crf and parse_loop_args([*base, "--crf"]).model.crf
     with pytest.raises(ConfigError, match="--context_size -1 must be 0 or more"):
         parse_loop_args([*base, "--context_size", "-1"])
-    assert _to_loop_flags(["--crf", "true", "--document_context", "--seed", "1"]) == \
-        ["--crf", "--document_context", "--seed", "1"]
+    assert parse_loop_args([*base, "--crf", "true", "--document_context", "false"]).model.crf
 
 
 def test_document_context_is_saved_and_never_labelled(tiny_bert_dir, tmp_path, in_process, monkeypatch):

@@ -149,12 +149,12 @@ def test_pickled_training_arguments_hold_no_token(tmp_path: Path) -> None:
 
     from transformers import TrainingArguments
 
-    from tagtune.upstream_args import parse_upstream_args
+    from tagtune.flags import parse_trainer_args
 
     token = "hf_" + secrets.token_hex(20)
     argv = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", str(tmp_path),
             "--hub_token", token, "--use_cpu", "true"]
-    *_, args = parse_upstream_args(argv)
+    _, args = parse_trainer_args(argv)
     assert args.hub_token == token  # still there for the run itself
     assert token.encode() in pickle.dumps(TrainingArguments(str(tmp_path), hub_token=token))  # what is fixed
     assert token.encode() not in pickle.dumps(args)

@@ -10,33 +10,33 @@ from conftest import REPO
 
 
 def trainer_args(*extra: str):
-    from tagtune.upstream_args import parse_upstream_args
+    from tagtune.flags import parse_trainer_args
 
-    return parse_upstream_args(["--model_name_or_path", "m", "--output_dir", "out", *extra])
+    return parse_trainer_args(["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "out", *extra])
 
 
 def loop_args(*extra: str):
-    from tagtune.loop_args import parse_loop_args
+    from tagtune.flags import parse_loop_args
 
     return parse_loop_args(["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "out", *extra])
 
 
 def test_task_name_in_any_case() -> None:
-    assert trainer_args("--task_name", "NER")[1].task_name == "ner"
+    assert trainer_args("--task_name", "NER")[0].data.task_name == "ner"
     assert loop_args("--task_name", "Pos").data.task_name == "pos"
 
 
 def test_verbose_is_accepted_by_both_scripts() -> None:
     parsed = trainer_args("--verbose")
-    assert len(parsed) == 3  # the dataclasses, not an extra namespace
+    assert len(parsed) == 2  # the configs and the TrainingArguments, not an extra namespace
     assert loop_args("--verbose").loop.output_dir.name == "out"
 
 
 def test_best_model_without_a_metric_uses_f1() -> None:
-    training = trainer_args("--load_best_model_at_end", "--eval_strategy", "epoch", "--save_strategy", "epoch")[2]
+    training = trainer_args("--load_best_model_at_end", "--eval_strategy", "epoch", "--save_strategy", "epoch")[1]
     assert training.metric_for_best_model == "f1" and training.greater_is_better is True
     named = trainer_args("--load_best_model_at_end", "--eval_strategy", "epoch", "--save_strategy", "epoch",
-                         "--metric_for_best_model", "accuracy")[2]
+                         "--metric_for_best_model", "accuracy")[1]
     assert named.metric_for_best_model == "accuracy"
 
 
@@ -44,7 +44,7 @@ def test_best_model_without_a_metric_uses_f1() -> None:
 def test_batching_flags_resolve_the_same_in_both_scripts(parse) -> None:
     def budget_and_order(*extra):
         parsed = parse("--per_device_train_batch_size", "32", *extra)
-        config = parsed[2] if isinstance(parsed, tuple) else parsed.loop
+        config = parsed[1] if isinstance(parsed, tuple) else parsed.loop
         return config.max_tokens_per_batch, config.train_sampling_strategy
 
     assert budget_and_order() == (320, "random")

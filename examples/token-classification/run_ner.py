@@ -11,15 +11,13 @@ one prediction per input word.
 """
 
 from tagtune.cli import run_guarded
+from tagtune.flags import parse_trainer_args
 from tagtune.train import run_trainer
-from tagtune.upstream_args import parse_upstream_args
 
 
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args = parse_upstream_args(argv)
-    data_cfg, align_cfg, eval_cfg = data_args.to_configs(training_args.per_device_eval_batch_size)
-    return run_trainer(data_cfg, model_args.to_config(), align_cfg, eval_cfg, training_args,
-                       strict_labels=data_args.strict_labels)
+    config, training_args = parse_trainer_args(argv)
+    return run_trainer(config, training_args)
 
 
 def _mp_fn(index: int) -> None:

@@ -147,3 +147,46 @@ class EpochRandomSampler:
 
     def __len__(self) -> int:
         return self.size
+
+
+class EpochLengthGroupedSampler:
+    """transformers' length-grouped order (``get_length_grouped_indices``) as a function of ``(seed, epoch)``.
+
+    Built over the *global* batch (per-device batch x processes), so every process draws the same order
+    and Accelerate deals consecutive per-device batches of similar length to the processes. Resuming
+    recomputes the epoch's order and skips the batches already trained on.
+    """
+
+    def __init__(self, lengths: Sequence[int], global_batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), global_batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def train_batches(lengths: Sequence[int], max_tokens_per_batch: int, strategy: str, batch_size: int, seed: int,
+                  world: int = 1) -> dict:
+    """``DataLoader`` arguments for the bare loop's training batches: their order depends only on
+    ``(seed, epoch)``, the same on every process, so a resumed run skips exactly the batches it trained on.
+
+    Token-budget batches (the default) keep about ``max_tokens_per_batch`` padded sub-tokens a batch;
+    Accelerate deals whole batches to the processes. Sentence-count batches are random (upstream) or
+    length-grouped over the *global* batch (per-device batch x processes).
+    """
+    if max_tokens_per_batch:
+        return {"batch_sampler": TokenBudgetBatchSampler(lengths, max_tokens_per_batch, seed=seed)}
+    if strategy == "group_by_length":
+        return {"batch_size": batch_size, "sampler": EpochLengthGroupedSampler(lengths, batch_size * world, seed)}
+    if strategy == "random":
+        return {"batch_size": batch_size, "sampler": EpochRandomSampler(len(lengths), seed)}
+    raise ConfigError(f"the accelerate loop batches sentences 'random' or 'group_by_length', not '{strategy}'")

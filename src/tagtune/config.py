@@ -6,12 +6,13 @@ and so on), never an argparse namespace.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 Task = Literal["ner", "pos", "chunk"]
-Format = Literal["auto", "conll", "conllu", "json", "jsonl", "csv"]
+Format = Literal["auto", "conll", "conllu", "json", "jsonl", "csv", "spans", "labelstudio", "brat"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class DataConfig:
         conllu_tag: ``upos`` (default) or ``xpos`` for CoNLL-U files.
         cache_dir: Cache directory for hub data sets.
         overwrite_cache: Recompute the cached tokenization instead of reusing it.
+        overlapping_spans: Span data: ``error`` on overlapping spans, or keep the ``longest`` (one warning).
+        annotator: Label Studio exports: whose annotation to read (``latest``, ``first``, ``predictions``, an id).
     """
 
     dataset_name: str | None = None
@@ -54,6 +57,8 @@ class DataConfig:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     max_predict_samples: int | None = None
+    overlapping_spans: Literal["error", "longest"] = "error"
+    annotator: str = "latest"
 
 
 @dataclass(frozen=True)
@@ -117,3 +122,79 @@ class EvalConfig:
     batch_size: int = 32
     decoding: Literal["viterbi", "argmax"] = "viterbi"
     return_entity_level_metrics: bool = False
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How the bare loop trains, checkpoints and logs (the Trainer engine's are ``TrainingArguments``).
+
+    Attributes:
+        num_train_epochs: Epochs; a fraction trains that share of the last epoch.
+        max_train_steps: Optimizer steps; overrides ``num_train_epochs`` when set.
+        checkpointing_steps: Save every N optimizer steps, ``"epoch"`` after each epoch, or never.
+        resume_from_checkpoint: ``latest`` (newest complete checkpoint in ``output_dir``) or a path.
+        mixed_precision: ``no``, ``fp16`` or ``bf16``; ``None`` takes accelerate's config / launcher.
+        cpu: Train on CPU even when a GPU is visible (as ``accelerate launch --cpu``).
+        logging_steps: Optimizer steps between two tracker logs of loss, learning rate and throughput.
+        max_tokens_per_batch: Token-budget batches of at most this many padded sub-tokens (0: batches of
+            ``per_device_train_batch_size`` sentences in ``train_sampling_strategy`` order).
+        train_sampling_strategy: ``random`` (upstream) or ``group_by_length`` sentence-count batches.
+        max_train_seconds: Train for this many seconds of this process's training time: the learning
+            rate decays linearly with time to 0 and training stops then (or at the step limit if sooner).
+    """
+
+    output_dir: Path
+    per_device_train_batch_size: int = 8
+    max_tokens_per_batch: int = 0
+    train_sampling_strategy: str = "random"
+    max_train_seconds: float | None = None
+    per_device_eval_batch_size: int = 8
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    num_train_epochs: float = 3
+    max_train_steps: int | None = None
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "linear"
+    num_warmup_steps: int = 0
+    seed: int | None = None
+    checkpointing_steps: int | str | None = None
+    resume_from_checkpoint: str | None = None
+    with_tracking: bool = False
+    report_to: str = "all"
+    mixed_precision: str | None = None
+    cpu: bool = False
+    overwrite_output_dir: bool = False
+    logging_steps: int = 10
+    model_type: str | None = None
+
+    def total_steps(self, batches_per_epoch: int) -> tuple[int, int]:
+        """``(optimizer steps, epochs)`` for ``batches_per_epoch`` batches per process and epoch.
+
+        >>> LoopConfig(Path("out"), num_train_epochs=2, gradient_accumulation_steps=2).total_steps(5)
+        (6, 2)
+        >>> LoopConfig(Path("out"), max_train_steps=4, gradient_accumulation_steps=2).total_steps(5)
+        (4, 2)
+        >>> LoopConfig(Path("out"), num_train_epochs=1.5).total_steps(4)
+        (6, 2)
+        """
+        per_epoch = max(1, math.ceil(batches_per_epoch / self.gradient_accumulation_steps))
+        steps = self.max_train_steps or math.ceil(self.num_train_epochs * per_epoch)
+        return steps, math.ceil(steps / per_epoch)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run's typed settings, as both parsers (:mod:`tagtune.flags`) build them.
+
+    Attributes:
+        strict_labels: Refuse invalid IOB sequences instead of repairing them.
+        loop: The bare loop's own settings (``None`` for the Trainer engine, whose are ``TrainingArguments``).
+    """
+
+    data: DataConfig
+    model: ModelConfig
+    align: AlignConfig
+    eval: EvalConfig
+    strict_labels: bool = False
+    loop: LoopConfig | None = None

@@ -24,6 +24,9 @@ from tagtune.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
+# Sentences encoded and run at once: bounds evaluation memory whatever the size of the split.
+CHUNK_SIZE = 2000
+
 
 @dataclass
 class EvalResult:
@@ -92,8 +95,9 @@ def evaluate_examples(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     description: str = "evaluating",
-    chunk_size: int = 2000,
+    chunk_size: int | None = None,
     max_tokens: int | None = DEFAULT_MAX_TOKENS,
+    accelerator=None,
 ) -> EvalResult:
     """Predict every word of ``examples`` and score against their tags (when they have any).
 
@@ -101,26 +105,41 @@ def evaluate_examples(
     holds one chunk's windows and scores whatever the number of examples; only the tags are kept.
     A batch holds at most ``batch_size`` windows and ``max_tokens`` padded sub-tokens, so its
     activations are bounded too, however many long sentences the data has.
+
+    With an ``accelerator`` of several processes (call on every process), each process predicts every
+    ``num_processes``-th example of a chunk and the tags are gathered: every process returns the whole
+    result, each word predicted once.
     """
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     labelled = bool(examples) and all(e.tags is not None for e in examples)
     scorer = EntityScorer()
     predictions: list[list[str]] = []
     windowed = long_words = 0
     first_long_word: str | None = None
     with progress_bar(total=len(examples), desc=description, unit="sentence") as bar:
-        for start, stop in document_chunks(examples, chunk_size):
+        for start, stop in document_chunks(examples, chunk_size or CHUNK_SIZE):
             chunk = examples[start:stop]
-            encoding = aligner.encode(chunk, labelled=False)
+            encoding = aligner.encode(chunk, labelled=False)  # the whole chunk: document context needs it
             windowed += encoding.windowed_examples
             long_words += encoding.long_words
             first_long_word = first_long_word or encoding.first_long_word
+            mine = list(range(rank, len(chunk), world))
+            local: list[tuple[int, list[str]]] = []
+            for index, predicted, _ in iter_predicted_tags(forward, _select(encoding, mine), decoder,
+                                                           pad_id=aligner.pad_id, batch_size=batch_size,
+                                                           max_tokens=max_tokens, device=device,
+                                                           autocast_dtype=autocast_dtype):
+                local.append((mine[index], predicted))
+                bar.update(world)
+            if world > 1:
+                from accelerate.utils import gather_object
+
+                local = gather_object(local)
             tags: list[list[str] | None] = [None] * len(chunk)
-            for index, predicted, _ in iter_predicted_tags(forward, encoding, decoder, pad_id=aligner.pad_id,
-                                                           batch_size=batch_size, max_tokens=max_tokens,
-                                                           device=device, autocast_dtype=autocast_dtype):
+            for index, predicted in local:
                 tags[index] = predicted
-                bar.update(1)
-            assert all(t is not None for t in tags)
+            if any(t is None for t in tags):
+                raise RuntimeError("an example got no prediction; please report this with the data")
             if labelled:  # in input order, as seqeval reads a corpus
                 scorer.update([list(e.tags) for e in chunk], tags)  # type: ignore[arg-type, misc]
             predictions.extend(tags)  # type: ignore[arg-type]
@@ -132,6 +151,20 @@ def evaluate_examples(
         long_words=long_words,
         first_long_word=first_long_word,
     )
+
+
+def _select(encoding: Encoding, examples: list[int]) -> Encoding:
+    """The windows of ``examples`` (indices into ``encoding``'s examples), renumbered ``0..len-1``."""
+    if len(examples) == len(encoding.word_counts):
+        return encoding
+    local = {index: k for k, index in enumerate(examples)}
+    sub = Encoding(word_counts=[encoding.word_counts[i] for i in examples])
+    for row, index in enumerate(encoding.example_index):
+        if index in local:
+            sub.input_ids.append(encoding.input_ids[row])
+            sub.word_index.append(encoding.word_index[row])
+            sub.example_index.append(local[index])
+    return sub
 
 
 def format_predictions_conll(examples: Sequence[Example], predictions: Sequence[Sequence[str]]) -> str:

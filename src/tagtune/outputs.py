@@ -21,7 +21,7 @@ SAVED_FIELDS: dict[str, tuple[type, tuple[str, ...]]] = {
     "data": (DataConfig, ("dataset_name", "dataset_config_name", "train_file", "validation_file", "test_file",
                           "format", "task_name", "text_column_name", "label_column_name", "label_column",
                           "label_names_file", "conllu_tag", "cache_dir", "overwrite_cache", "max_train_samples",
-                          "max_eval_samples", "max_predict_samples")),
+                          "max_eval_samples", "max_predict_samples", "overlapping_spans", "annotator")),
     "model": (ModelConfig, ("model_name_or_path", "config_name", "tokenizer_name", "cache_dir", "model_revision",
                             "trust_remote_code", "ignore_mismatched_sizes", "allow_pickle", "crf")),
     "align": (AlignConfig, ("max_length", "stride", "label_all_tokens", "pad_to_max_length", "context_size")),

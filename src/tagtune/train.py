@@ -14,66 +14,22 @@ import math
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tagtune.align import Aligner, load_tokenizer, warn_long_words
-from tagtune.cache import encode_cached
-from tagtune.config import AlignConfig, DataConfig, EvalConfig, ModelConfig
-from tagtune.corpus import Corpus, Example
-from tagtune.decode import Decoder
-from tagtune.errors import ConfigError, OutputDirError
-from tagtune.evaluate import EvalResult, evaluate_examples, write_predictions
-from tagtune.fileio import atomic_write_json, atomic_write_text, publish_dir, publish_files
-from tagtune.inference import model_forward
-from tagtune.metrics import flatten_metrics
-from tagtune.modeling import check_weights, load_token_classifier, resolve_labels
-from tagtune.outputs import save_run_config, saved_fields, write_model_card
+from tagtune.config import RunConfig
+from tagtune.errors import OutputDirError
+from tagtune.evaluate import EvalResult
+from tagtune.fileio import atomic_write_text, publish_dir
 from tagtune.progress import bars_enabled
-from tagtune.report import write_run_report
+from tagtune.run import WEIGHT_FILES, Need, Run, evaluate, finish, prepare
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class PreparedData:
-    """A corpus with checked labels, ready for alignment."""
-
-    corpus: Corpus
-    scheme: str
-    labels: list[str]
-    warnings: list[str] = field(default_factory=list)
-
-
-def prepare_data(data_cfg: DataConfig, strict: bool = False) -> PreparedData:
-    """Read every split and settle the label list and tagging scheme (never loses a label name)."""
-    from tagtune.labels import prepare_labels
-    from tagtune.readers import read_corpus
-
-    corpus = read_corpus(data_cfg)
-    corpus, scheme, labels = prepare_labels(corpus, repair=not strict, strict=strict)
-    for warning in corpus.warnings:
-        logger.warning(warning)
-    return PreparedData(corpus, scheme, labels, list(corpus.warnings))
-
-
-def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool) -> None:
-    """Refuse to write into a non-empty output directory unless asked to (or resuming there)."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise OutputDirError(f"--output_dir '{output_dir}' exists and is not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite and not resuming:
-        raise OutputDirError(
-            f"--output_dir '{output_dir}' already exists and is not empty; pass --overwrite_output_dir to "
-            "replace its contents or --resume_from_checkpoint to continue a run there"
-        )
-
-
 _CHECKPOINT_NAME = re.compile(r"checkpoint-([0-9]+)")
-# Weights are written last: a directory holding none of these is not (yet) a model.
-WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json")
 
 
 def checkpoint_is_complete(path: Path) -> bool:
@@ -284,45 +240,8 @@ class CountingCollator:
                 "train_real_tokens_per_second": round(self.real_tokens / seconds, 1) if seconds else 0.0}
 
 
-class WordEvaluator:
-    """Evaluates a model on labelled examples with tagtune's aligner and decoder."""
-
-    def __init__(self, aligner: Aligner, decoder: Decoder, examples: list[Example], eval_cfg: EvalConfig,
-                 autocast_dtype: torch.dtype | None):
-        self.aligner, self.decoder, self.examples = aligner, decoder, examples
-        self.eval_cfg, self.autocast_dtype = eval_cfg, autocast_dtype
-        self.last: EvalResult | None = None
-
-    def run(self, model: torch.nn.Module, examples: list[Example] | None = None, description: str = "evaluating") -> EvalResult:
-        from tagtune.crf import decoder_for_model
-
-        was_training = model.training
-        model.eval()
-        try:
-            device = next(model.parameters()).device
-            result = evaluate_examples(
-                model_forward(model), self.aligner, examples if examples is not None else self.examples,
-                decoder_for_model(model, self.decoder), batch_size=self.eval_cfg.batch_size, device=device,
-                autocast_dtype=self.autocast_dtype if device.type == "cpu" else None, description=description,
-            )
-        finally:
-            model.train(was_training)
-        self.last = result
-        return result
-
-    def __call__(self, model: torch.nn.Module, prefix: str = "eval") -> dict[str, float]:
-        result = self.run(model)
-        metrics = flatten_metrics(result.metrics, self.eval_cfg.return_entity_level_metrics, prefix=f"{prefix}_")
-        metrics[f"{prefix}_samples"] = len(self.examples)
-        return metrics
-
-
-def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignConfig, eval_cfg: EvalConfig,
-                training_args, *, strict_labels: bool = False) -> dict[str, float]:
+def run_trainer(config: RunConfig, training_args) -> dict[str, float]:
     """Fine-tune and/or evaluate and predict, writing every output into ``training_args.output_dir``.
-
-    Args:
-        strict_labels: Refuse invalid IOB sequences instead of repairing them.
 
     Returns:
         ``all_results``: train, eval and predict metrics (also written to ``all_results.json``).
@@ -332,162 +251,88 @@ def run_trainer(data_cfg: DataConfig, model_cfg: ModelConfig, align_cfg: AlignCo
 
     output_dir = Path(training_args.output_dir)
     resume = training_args.resume_from_checkpoint
-    check_output_dir(output_dir, getattr(training_args, "overwrite_output_dir", False), bool(resume))
-    check_weights(model_cfg.model_name_or_path, model_cfg.allow_pickle)  # before minutes of data reading
     set_seed(training_args.seed)
     if not bars_enabled():
         training_args.disable_tqdm = True  # the Trainer's bars follow tagtune's: off when quiet or not on a terminal
-
-    data = prepare_data(data_cfg, strict=strict_labels)
-    splits = data.corpus.splits
-    _check_splits(splits, training_args)  # before training, not after it
-    _check_tags(splits, training_args, data_cfg)
-    tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_cfg.model_name_or_path,
-                               trust_remote_code=model_cfg.trust_remote_code, revision=model_cfg.model_revision,
-                               cache_dir=model_cfg.cache_dir, token=model_cfg.token)
-    labels, reinit = resolve_labels(model_cfg, data.labels)
-    model = load_token_classifier(model_cfg, labels, reinit_head=reinit)
-    if model_cfg.crf:
-        from tagtune.crf import wrap_with_crf
-
-        if align_cfg.label_all_tokens:
-            raise ConfigError("--crf scores words (first sub-tokens) and cannot be combined with --label_all_tokens; "
-                              "drop one of them")
-        model = wrap_with_crf(model, labels, data.scheme, init_from=None if reinit else model_cfg.model_name_or_path)
-    label2id = {label: i for i, label in enumerate(labels)}
-    aligner = Aligner(tokenizer, align_cfg, label2id)
-    decoder = Decoder(labels, data.scheme, eval_cfg.decoding)
+    run = prepare(config, _needs(training_args), output_dir=output_dir, resuming=bool(resume),
+                  overwrite=training_args.overwrite_output_dir)
+    splits = run.splits
     autocast = torch.bfloat16 if training_args.bf16 else None
 
     results: dict[str, float] = {}
     train_dataset = None
     if training_args.do_train:
-        if "train" not in splits:
-            raise ConfigError("--do_train needs --train_file or --dataset_name with a train split")
-        encoding = encode_cached(aligner, splits["train"], overwrite=data_cfg.overwrite_cache, name="train")
-        columns = encoding.columns()
+        columns = run.train.columns()
         train_dataset = Dataset.from_dict({"input_ids": columns["input_ids"], "labels": columns["labels"],
                                            "length": [len(r) for r in columns["input_ids"]]})
-        _log_summary(data, encoding, training_args)
-        results["train_windowed_sentences"] = encoding.windowed_examples
-        results["train_unknown_words"] = encoding.replaced_words
-        results["train_long_words"] = encoding.long_words
-        warn_long_words("train", encoding.long_words, encoding.first_long_word, aligner.word_cap)
+        _log_summary(run, training_args)
+        results.update(train_windowed_sentences=run.train.windowed_examples,
+                       train_unknown_words=run.train.replaced_words, train_long_words=run.train.long_words)
 
-    validation = splits.get("validation", [])
-    evaluator = WordEvaluator(aligner, decoder, validation, eval_cfg, autocast)
+    validation = bool(splits.get("validation"))
     collator = CountingCollator(DataCollatorForTokenClassification(
-        tokenizer, padding="max_length" if align_cfg.pad_to_max_length else "longest",
-        max_length=align_cfg.max_length if align_cfg.pad_to_max_length else None,
+        run.tokenizer, padding="max_length" if config.align.pad_to_max_length else "longest",
+        max_length=config.align.max_length if config.align.pad_to_max_length else None,
         pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None))
-    budget = getattr(training_args, "max_train_seconds", None)
+    budget = training_args.max_train_seconds
     warmup = training_args.warmup_steps if 0 < training_args.warmup_steps < 1 else 0.0
+    last: dict[str, EvalResult] = {}
+
+    def word_evaluator(model, prefix: str, split: str = "validation") -> dict[str, float]:
+        result, metrics = evaluate(run, model, split, prefix, accelerator=trainer.accelerator, autocast_dtype=autocast,
+                                   description="predicting" if split == "test" else "evaluating")
+        last[split] = result
+        return metrics
+
     trainer = _make_trainer_class()(
-        model=model, args=training_args, train_dataset=train_dataset,
-        eval_dataset=train_dataset if validation else None, processing_class=tokenizer,
-        data_collator=collator, word_evaluator=evaluator if validation else None,
+        model=run.model, args=training_args, train_dataset=train_dataset,
+        eval_dataset=train_dataset if validation else None, processing_class=run.tokenizer,
+        data_collator=collator, word_evaluator=word_evaluator if validation else None,
         clock=TrainClock(budget, warmup) if budget else None,
     )
 
     if training_args.do_train:
-        checkpoint = _resume_path(resume, output_dir)
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        save_final_model(trainer, tokenizer, output_dir)
+        train_result = trainer.train(resume_from_checkpoint=_resume_path(resume, output_dir))
         train_metrics = dict(train_result.metrics)
         train_metrics["train_samples"] = len(splits["train"])
         train_metrics.update(collator.figures(train_metrics.get("train_runtime", 0.0)))
-        if training_args.should_save:  # the Trainer's save_metrics/save_state write in place: atomic here
-            atomic_write_json(output_dir / "train_results.json", train_metrics)
+        if training_args.should_save:  # the Trainer's save_state writes in place: atomic here
+            output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(output_dir / "trainer_state.json", _state_json(trainer.state))
         results.update(train_metrics)
-        save_run_config(output_dir, data_cfg, model_cfg, align_cfg, eval_cfg, labels, data.scheme)
+    for flag, split, prefix in (("do_eval", "validation", "eval"), ("do_predict", "test", "predict")):
+        if getattr(training_args, flag):
+            metrics = word_evaluator(trainer.model, prefix, split)
+            trainer.log_metrics(prefix, metrics)
+            results.update(metrics)
 
-    if training_args.do_eval:
-        if not validation:
-            raise ConfigError("--do_eval needs --validation_file or a validation split")
-        metrics = evaluator(trainer.model, "eval")
-        metrics["eval_windowed_sentences"] = evaluator.last.windowed_examples if evaluator.last else 0
-        metrics["eval_long_words"] = evaluator.last.long_words if evaluator.last else 0
-        if evaluator.last:
-            warn_long_words("validation", evaluator.last.long_words, evaluator.last.first_long_word, aligner.word_cap)
-        trainer.log_metrics("eval", metrics)
-        atomic_write_json(output_dir / "eval_results.json", metrics)
-        results.update(metrics)
+    def save_model(staging: Path) -> None:
+        trainer.save_model(str(staging))  # every process: sharded models gather here
+        if trainer.args.should_save:  # the output directory stays pickle-free (arguments as JSON)
+            (staging / "training_args.bin").unlink(missing_ok=True)
+            atomic_write_text(staging / "training_args.json", trainer.args.to_json_string())
 
-    if training_args.do_predict:
-        test = splits.get("test")
-        if not test:
-            raise ConfigError("--do_predict needs --test_file or a test split")
-        result = evaluator.run(trainer.model, test, description="predicting")
-        metrics = flatten_metrics(result.metrics, eval_cfg.return_entity_level_metrics, prefix="predict_") if result.metrics else {}
-        metrics["predict_samples"] = len(test)
-        metrics["predict_words"] = result.num_words
-        metrics["predict_windowed_sentences"] = result.windowed_examples
-        metrics["predict_long_words"] = result.long_words
-        warn_long_words("test", result.long_words, result.first_long_word, aligner.word_cap)
-        trainer.log_metrics("predict", metrics)
-        atomic_write_json(output_dir / "predict_results.json", metrics)
-        write_predictions(output_dir / "predictions.txt", test, result.predictions)
-        results.update(metrics)
-
-    if results:
-        atomic_write_json(output_dir / "all_results.json", results)
-        if training_args.should_save:  # report.html + plots/ of the last split scored (the model card cites it)
-            split = "test" if training_args.do_predict else "validation"
-            write_run_report(output_dir, split, splits.get(split, []), evaluator.last, trainer.state.log_history,
-                             {"data": saved_fields(data_cfg), "model": saved_fields(model_cfg),
-                              "align": saved_fields(align_cfg), "eval": saved_fields(eval_cfg),
-                              "training": training_args.to_dict()})  # to_dict() masks hub_token
-        if training_args.do_train:
-            write_model_card(output_dir, model_cfg, data_cfg, labels, results, training_args)
+    finish(run, output_dir, results, evaluation=last.get("validation"), test_result=last.get("test"),
+           history=trainer.state.log_history, training=training_args.to_dict(),  # to_dict() masks hub_token
+           card_settings=training_args, save_model=save_model if training_args.do_train else None,
+           is_main=training_args.should_save)
     return results
 
 
-def _check_splits(splits: dict[str, list[Example]], training_args) -> None:
-    needed = {"do_train": ("train", "--train_file"), "do_eval": ("validation", "--validation_file"),
-              "do_predict": ("test", "--test_file")}
-    for flag, (split, file_flag) in needed.items():
-        if getattr(training_args, flag) and not splits.get(split):
-            raise ConfigError(f"--{flag} needs {file_flag} or --dataset_name with a {split} split")
-
-
-def _check_tags(splits: dict[str, list[Example]], training_args, data_cfg: DataConfig) -> None:
-    """Training and scoring need tags: refuse untagged data before any model is loaded. An untagged test
-    split is only tagged (predictions.txt, no scores)."""
-    from tagtune.readers import require_tags
-
+def _needs(training_args) -> dict[str, Need]:
+    """The splits a run_ner.py run uses, and why their tags are needed (before any model is loaded)."""
     strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
-    evaluating = training_args.do_eval or (training_args.do_train and strategy != "no")
-    if training_args.do_train and "train" in splits:
-        require_tags(splits["train"], "train", "--do_train", data_cfg)
-    if evaluating and "validation" in splits:
+    during = training_args.do_train and strategy != "no"
+    needs = {}
+    if training_args.do_train:
+        needs["train"] = Need("--do_train needs --train_file or --dataset_name with a train split", "--do_train")
+    if training_args.do_eval or during:
         # transformers turns --do_eval on by itself for an --eval_strategy: name the flag the user gave.
-        during = training_args.do_train and strategy != "no"
-        require_tags(splits["validation"], "validation", f"evaluation during training (--eval_strategy {strategy})"
-                     if during else "--do_eval", data_cfg)
-    test = splits.get("test", [])
-    if training_args.do_predict and any(e.tags is not None for e in test):
-        require_tags(test, "test", "scoring --do_predict", data_cfg)
-
-
-def save_final_model(trainer, tokenizer, output_dir: Path) -> None:
-    """Save the model, tokenizer and arguments into ``output_dir`` without ever half-writing it.
-
-    Everything is written into ``output_dir/.partial-model`` first and then renamed into place one file
-    at a time, weights last (old weights are removed first): a run killed meanwhile leaves either the
-    complete new model or a directory without weights, which every loader refuses, never new settings
-    with old weights. The output directory stays pickle-free (arguments as JSON).
-    """
-    staging = output_dir / ".partial-model"
-    if trainer.args.should_save:
-        shutil.rmtree(staging, ignore_errors=True)
-    trainer.save_model(str(staging))  # every process: sharded models gather here
-    if not trainer.args.should_save:
-        return
-    tokenizer.save_pretrained(staging)
-    (staging / "training_args.bin").unlink(missing_ok=True)
-    atomic_write_text(staging / "training_args.json", trainer.args.to_json_string())
-    publish_files(staging, output_dir, last=WEIGHT_FILES)
+        needs["validation"] = Need("--do_eval needs --validation_file or --dataset_name with a validation split",
+                                   f"evaluation during training (--eval_strategy {strategy})" if during else "--do_eval")
+    if training_args.do_predict:
+        needs["test"] = Need("--do_predict needs --test_file or --dataset_name with a test split", "scoring --do_predict")
+    return needs
 
 
 def _state_json(state) -> str:
@@ -522,23 +367,23 @@ def _resume_path(resume: str | bool | None, output_dir: Path) -> str | None:
     return str(resume)
 
 
-def _log_summary(data: PreparedData, encoding, training_args) -> None:
-    splits = ", ".join(f"{name} {len(examples)}" for name, examples in data.corpus.splits.items())
+def _log_summary(run: Run, training_args) -> None:
+    splits = ", ".join(f"{name} {len(examples)}" for name, examples in run.splits.items())
     per_step = max(1, training_args.world_size) * training_args.gradient_accumulation_steps
-    budget = getattr(training_args, "max_tokens_per_batch", 0)
+    budget = training_args.max_tokens_per_batch
     if budget:
         from tagtune.batching import token_budget_batches
 
-        lengths = [len(ids) for ids in encoding.input_ids]
+        lengths = [len(ids) for ids in run.train.input_ids]
         per_epoch = math.ceil(len(token_budget_batches(lengths, budget, seed=training_args.seed)) / per_step)
         batch = f"{budget * per_step} padded sub-tokens"
     else:
-        per_epoch = math.ceil(len(encoding) / (training_args.per_device_train_batch_size * per_step))
+        per_epoch = math.ceil(len(run.train) / (training_args.per_device_train_batch_size * per_step))
         batch = f"{training_args.per_device_train_batch_size * per_step} sentences ({training_args.train_sampling_strategy})"
     steps = training_args.max_steps if training_args.max_steps > 0 else math.ceil(per_epoch * training_args.num_train_epochs)
     logger.info(
         "sentences: %s | labels (%s, %d): %s | train windows %d (%d sentences needed several windows) | "
         "effective batch %s | optimizer steps %s",
-        splits, data.scheme, len(data.labels), " ".join(data.labels), len(encoding), encoding.windowed_examples,
+        splits, run.data.scheme, len(run.labels), " ".join(run.labels), len(run.train), run.train.windowed_examples,
         batch, steps,
     )

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         from tagtune.metrics import flatten_metrics
         from tagtune.progress import set_quiet
         from tagtune.readers import require_tags
-        from tagtune.train import prepare_data
+        from tagtune.run import prepare_data
 
         set_quiet(quiet)
         if decoding not in (None, "viterbi", "argmax"):
