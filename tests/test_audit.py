@@ -210,3 +210,32 @@ def test_audit_output_needs_a_tagger(tiny_bert_dir, tmp_path) -> None:
     result = CliRunner().invoke(app, ["inspect", str(data), "--model", str(tiny_bert_dir), "--audit_output",
                                       str(tmp_path / "x.jsonl")])
     assert result.exit_code == 2 and "--audit_output needs a fine-tuned tagger as --model" in result.output
+
+
+def test_cli_evaluate_audit_shares_the_scoring_pass_and_fills_the_report(tiny_ner_dir, tmp_path, monkeypatch) -> None:
+    from tagtune.cli import app
+
+    monkeypatch.setattr(Checkpoint, "forward", lambda self: stub_forward(self))
+    data = write_conll(tmp_path / "test.txt", corpus())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_ner_dir), str(data), "--audit", "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout[result.stdout.index("{"):])
+    assert metrics["eval_likely_annotation_errors"] == 4
+    records = [json.loads(line) for line in (out / "suspects.jsonl").read_text().splitlines()]
+    assert sorted(r["kind"] for r in records) == sorted(kind for _, _, kind, _, _ in PLANTED)
+    report = json.loads((out / "report.json").read_text())
+    assert report["likely_annotation_errors"]["count"] == 4 and report["likely_annotation_errors"]["top"] == records
+    page = (out / "report.html").read_text()
+    assert "<h2>Likely annotation errors</h2>" in page and page.count('<span class="who">model</span>') == 4
+    again = CliRunner().invoke(app, ["evaluate", str(tiny_ner_dir), str(data), "-o", str(out)])
+    assert again.exit_code != 0 and "suspects.jsonl" in again.output  # earlier results are not replaced silently
+
+
+def test_two_suspects_of_one_sentence_with_equal_scores_are_ordered_by_position(checkpoint) -> None:
+    examples = corpus() + [Example(("police", "in", "paris", "and", "london"), ("O", "O", "B-ORG", "O", "B-ORG"),
+                                   origin="train.txt:300")]
+    audit = audit_examples(stub_forward(checkpoint), checkpoint.aligner(), examples, checkpoint.decoder(), "IOB2",
+                           fmt="conll")
+    both = [s.where for s in audit.suspects if s.sentence == len(examples) - 1]
+    assert both == ["train.txt:302", "train.txt:304"]

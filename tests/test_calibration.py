@@ -302,3 +302,52 @@ def test_cli_evaluate_calibrate_options_need_calibrate(model_dir, tmp_path) -> N
     result = CliRunner().invoke(app, ["evaluate", str(model_dir), str(data), "--calibrate_per_label"])
     assert result.exit_code == 2
     assert "--calibrate_per_label and --calibrate_objective set how --calibrate fits; pass --calibrate too" in result.output
+
+
+# ------------------------------------------------------------------------------------------ end of training
+
+
+def test_end_of_training_hook_fits_on_validation_and_measures_on_test(tiny_ner_dir) -> None:
+    from tagtune.calibration import calibrate_trained_model
+    from tagtune.checkpoint import load_checkpoint
+    from tagtune.corpus import Example
+
+    checkpoint = load_checkpoint(tiny_ner_dir)
+    examples = [Example(tuple(words), tuple(tags)) for words, tags in SENTENCES]
+    model = checkpoint.model
+    model.train()
+    calibration, summary = calibrate_trained_model(model, checkpoint.aligner(), examples, checkpoint.decoder(), "IOB2",
+                                                   test=examples[:5])
+    assert model.training  # left as it was
+    assert calibration is not None and calibration.fitted_on["sentences"] == len(examples)
+    assert summary["gold_entities"] == 9 and summary["after"]["ece"] <= summary["before"]["ece"]
+
+
+def test_end_of_training_hook_warns_instead_of_failing(caplog) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from tagtune.calibration import calibrate_trained_model
+    from tagtune.corpus import Example
+    from tagtune.decode import Decoder
+
+    class OnlyO(torch.nn.Module):  # predicts no entity: nothing to calibrate
+        def forward(self, input_ids, attention_mask):
+            logits = torch.zeros(*input_ids.shape, len(NER_LABELS))
+            logits[..., 0] = 5.0
+            return SimpleNamespace(logits=logits)
+
+    class Aligner:
+        pad_id = 0
+
+        def encode(self, examples, labelled=False):
+            from tagtune.align import Encoding
+
+            return Encoding(input_ids=[list(range(1, len(e.tokens) + 1)) for e in examples],
+                            word_index=[list(range(len(e.tokens))) for e in examples],
+                            example_index=list(range(len(examples))), word_counts=[len(e.tokens) for e in examples])
+
+    examples = [Example(tuple(words), tuple(tags)) for words, tags in SENTENCES[:3]]
+    assert calibrate_trained_model(OnlyO(), Aligner(), examples, Decoder(NER_LABELS, "IOB2"), "IOB2") == (None, None)
+    assert "no calibration of entity scores: calibration of entity scores needs predicted entities" in caplog.text

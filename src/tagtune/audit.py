@@ -147,7 +147,8 @@ class Audit:
 
 
 def _rank(suspect: Suspect) -> tuple:
-    return (-suspect.score, suspect.split, suspect.sentence, suspect.gold or suspect.suggested)
+    span = suspect.gold or suspect.suggested
+    return (-suspect.score, suspect.split, suspect.sentence, span.start if span else 0, suspect.kind)
 
 
 def find_suspects(examples: Sequence[Example], gold_ids: Sequence[Sequence[int]], predicted: Sequence[Sequence[str]],
@@ -230,44 +231,66 @@ def _offsets(example: Example, gold: Span | None, suggested: Span | None) -> dic
             for name, s in (("gold", gold), ("suggested", suggested)) if s is not None}
 
 
-def audit_examples(forward, aligner, examples: Sequence[Example], decoder, scheme: str, *,
-                   calibration: Calibration | None = None, split: str = "", file: str = "", fmt: str = "",
-                   **options: Any) -> Audit:
-    """Audit labelled ``examples`` with a model: tag them as evaluation does, then :func:`find_suspects`.
+def auditable(examples: Sequence[Example], labels: Sequence[str]) -> tuple[list[int], set[str]]:
+    """Indices of the labelled examples whose tags are all among ``labels``, and the unknown tags."""
+    known = set(labels)
+    kept: list[int] = []
+    unknown: set[str] = set()
+    for index, example in enumerate(examples):
+        missing = {t for t in example.tags or () if t not in known}
+        unknown |= missing
+        if example.tags is not None and not missing:
+            kept.append(index)
+    return kept, unknown
 
-    Sentences with a tag the model does not know are skipped (counted); the probabilities are the
-    calibrated ones when ``calibration`` is given. ``options``: batch size, device ... of
-    :func:`tagtune.calibration.iter_scored`.
+
+def audit_scored(examples: Sequence[Example], predicted: Sequence[Sequence[str] | None],
+                 log_probs: Sequence[np.ndarray | None], labels: Sequence[str], scheme: str, *,
+                 calibration: Calibration | None = None, split: str = "", file: str = "", fmt: str = "") -> Audit:
+    """Audit labelled ``examples`` from the model's tags and raw word log-probabilities (one entry per
+    example, ``None`` for those :func:`auditable` leaves out); the probabilities are the calibrated ones
+    when ``calibration`` is given.
 
     Raises:
         ConfigError: cleanlab is not installed.
     """
     require_cleanlab()
-    labels = list(decoder.labels)
-    ids = {label: i for i, label in enumerate(labels)}
-    audit = Audit()
-    kept: list[int] = []
-    for index, example in enumerate(examples):
-        unknown = {t for t in example.tags or () if t not in ids}
-        if example.tags is None or unknown:
-            audit.skipped += 1
-            audit.unknown_tags |= unknown
-        else:
-            kept.append(index)
-    if audit.unknown_tags:
+    labels = list(labels)
+    kept, unknown = auditable(examples, labels)
+    audit = Audit(sentences=len(kept), skipped=len(examples) - len(kept), unknown_tags=unknown)
+    if unknown:
         logger.warning("%s: %d sentence(s) with tags the model does not know (%s) are not audited", file or split,
-                       audit.skipped, ", ".join(sorted(audit.unknown_tags)))
+                       audit.skipped, ", ".join(sorted(unknown)))
+    ids = {label: i for i, label in enumerate(labels)}
     chosen = [examples[i] for i in kept]
-    predicted: list[list[str]] = [[] for _ in chosen]
-    probabilities: list[np.ndarray] = [np.zeros(0) for _ in chosen]
-    for index, tags, scores in iter_scored(forward, aligner, chosen, decoder, description="auditing", **options):
-        predicted[index] = tags
-        probabilities[index] = np.exp(calibration.apply(scores) if calibration is not None else scores)
+    probabilities = [np.exp(calibration.apply(log_probs[i]) if calibration is not None else log_probs[i])  # type: ignore[arg-type]
+                     for i in kept]
     gold_ids = [[ids[t] for t in e.tags] for e in chosen]  # type: ignore[union-attr]
-    suspects, flagged = find_suspects(chosen, gold_ids, predicted, probabilities, labels, scheme, split=split,
-                                      file=file, fmt=fmt, indices=kept)
-    audit.suspects, audit.flagged_words, audit.sentences = suspects, flagged, len(chosen)
+    audit.suspects, audit.flagged_words = find_suspects(
+        chosen, gold_ids, [predicted[i] for i in kept], probabilities, labels, scheme,  # type: ignore[misc]
+        split=split, file=file, fmt=fmt, indices=kept)
     return audit
+
+
+def audit_examples(forward, aligner, examples: Sequence[Example], decoder, scheme: str, *,
+                   calibration: Calibration | None = None, split: str = "", file: str = "", fmt: str = "",
+                   **options: Any) -> Audit:
+    """Audit labelled ``examples`` with a model: tag them as evaluation does, then :func:`audit_scored`.
+    Sentences with a tag the model does not know are skipped (counted). ``options``: batch size,
+    device ... of :func:`tagtune.calibration.iter_scored`.
+
+    Raises:
+        ConfigError: cleanlab is not installed.
+    """
+    require_cleanlab()
+    kept, _ = auditable(examples, decoder.labels)
+    predicted: list[list[str] | None] = [None] * len(examples)
+    log_probs: list[np.ndarray | None] = [None] * len(examples)
+    for index, tags, scores in iter_scored(forward, aligner, [examples[i] for i in kept], decoder,
+                                           description="auditing", **options):
+        predicted[kept[index]], log_probs[kept[index]] = tags, scores
+    return audit_scored(examples, predicted, log_probs, decoder.labels, scheme, calibration=calibration, split=split,
+                        file=file, fmt=fmt)
 
 
 def audit_files(model: str | Path, files: Mapping[str, Path], cfg: DataConfig = DataConfig(), *,

@@ -426,9 +426,12 @@ class EntityScores:
 
 
 def collect_entity_scores(forward: Forward, aligner, examples: Sequence[Example], decoder, scheme: str, *,
-                          keep_words: bool = False, **options: Any) -> EntityScores:
+                          keep_words: bool = False,
+                          on_example: Callable[[int, list[str], np.ndarray], None] | None = None,
+                          **options: Any) -> EntityScores:
     """:class:`EntityScores` of labelled ``examples`` tagged with ``decoder`` (``options``: batch size,
-    device... of :func:`iter_scored`)."""
+    device... of :func:`iter_scored`); ``on_example(index, tags, raw log-probabilities)`` sees every
+    example in input order (the label audit shares the pass)."""
     collected = EntityScores(decoder.labels, scheme, keep_words=keep_words)
     pending: dict[int, tuple[list[str], np.ndarray]] = {}
     position = 0
@@ -437,6 +440,8 @@ def collect_entity_scores(forward: Forward, aligner, examples: Sequence[Example]
         pending[index] = (tags, scores)
         while position in pending:
             tags, scores = pending.pop(position)
+            if on_example is not None:
+                on_example(position, tags, scores)
             gold = examples[position].tags
             if gold is not None:
                 collected.add(scores, tags, gold)
@@ -466,3 +471,35 @@ def fit_calibration(forward: Forward, aligner, examples: Sequence[Example], deco
                 calibration.temperature, calibration.fitted_on["ece_before"], calibration.fitted_on["ece_after"],
                 len(collected.correct))
     return calibration, collected
+
+
+def calibrate_trained_model(model: torch.nn.Module, aligner, validation: Sequence[Example], decoder, scheme: str, *,
+                            test: Sequence[Example] | None = None, per_label: bool = False,
+                            objective: Objective = "entity", batch_size: int = 32,
+                            device: torch.device | str = "cpu") -> tuple[Calibration | None, dict[str, Any] | None]:
+    """The end-of-training hook (main process, the unwrapped model): fit on ``validation``, then measure
+    the scores on ``test`` when it is labelled (else on ``validation``, optimistic).
+
+    Returns ``(calibration, summary)`` (:meth:`EntityScores.summary`, for the report), or ``(None, None)``
+    with a warning when no calibration can be fitted (no labelled validation data, no predicted entity):
+    a finished training run is never lost to it. Save the calibration with :func:`save_calibration`
+    beside the weights.
+    """
+    from tagtune.inference import model_forward
+
+    was_training = model.training
+    model.eval()
+    try:
+        forward = model_forward(model)
+        try:
+            calibration, scores = fit_calibration(forward, aligner, validation, decoder, scheme, per_label=per_label,
+                                                  objective=objective, data="validation", batch_size=batch_size,
+                                                  device=device)
+        except ConfigError as error:
+            logger.warning("no calibration of entity scores: %s", error)
+            return None, None
+        if test and all(e.tags is not None for e in test):
+            scores = collect_entity_scores(forward, aligner, test, decoder, scheme, batch_size=batch_size, device=device)
+    finally:
+        model.train(was_training)
+    return calibration, scores.summary(calibration)

@@ -119,6 +119,7 @@ def write_report(
     title: str | None = None,
     max_errors: int = 30,
     scores: Mapping[str, Any] | None = None,
+    suspects: Sequence[Any] | None = None,
 ) -> Path:
     """Write ``report.html``, ``report.json`` and ``plots/*.png`` into ``output_dir``.
 
@@ -134,6 +135,8 @@ def write_report(
         max_errors: Sentences shown in the worst-errors table.
         scores: :meth:`tagtune.calibration.EntityScores.summary` of these predictions: a "Confidence"
             section with the reliability diagram and the precision/recall table against ``--min_score``.
+        suspects: The label audit's :class:`tagtune.audit.Suspect` spans, most likely first: a section
+            "Likely annotation errors" shows the first ``max_errors``, gold and suggested spans marked.
 
     Returns:
         The path of ``report.html``.
@@ -166,9 +169,12 @@ def write_report(
         "metrics": metrics, "confusion": confusion, "sentences_with_errors": len(wrong), "worst_errors": shown,
         "plots": [f"{PLOTS_DIR}/{name}.png" for name in images], "config": flat_config,
         **({"entity_scores": dict(scores)} if scores else {}),
+        **({"likely_annotation_errors": {"count": len(suspects), "top": [s.as_dict() for s in suspects[:max_errors]]}}
+           if suspects is not None else {}),
     })
     page = _render(title or f"Evaluation report ({split})", split, examples, metrics, confusion, wrong[:max_errors],
-                   predictions, len(wrong), images, log_history, flat_config, scores)
+                   predictions, len(wrong), images, log_history, flat_config, scores,
+                   (suspects[:max_errors], len(suspects)) if suspects is not None else None)
     atomic_write_text(output_dir / REPORT_FILE, page)
     return output_dir / REPORT_FILE
 
@@ -296,8 +302,24 @@ def _confidence_section(scores: Mapping[str, Any], images: Mapping[str, bytes]) 
     )
 
 
+def _suspects_section(suspects: Sequence[Any], total: int, colours: Colours) -> str:
+    parts = [f'<p class="muted">{total} span(s) whose gold labels the model contradicts beyond its confidence '
+             f"thresholds (cleanlab, confident learning); the {len(suspects)} most likely annotation errors are "
+             "shown, with the score the model gives the gold label being wrong. All of them: suspects.jsonl.</p>"]
+    for suspect in suspects:
+        gold = [(suspect.gold, True)] if suspect.gold is not None else []
+        suggested = [(suspect.suggested, True)] if suspect.suggested is not None else []
+        parts.append(
+            f'<div class="sentence"><div class="muted">{_e(suspect.where)} · {_e(suspect.kind.replace("_", " "))} · '
+            f"score {suspect.score:.3f}</div>"
+            f'<div class="line"><span class="who">gold</span>{_highlight(suspect.tokens, gold, colours)}</div>'
+            f'<div class="line"><span class="who">model</span>{_highlight(suspect.tokens, suggested, colours)}</div></div>'
+        )
+    return "".join(parts)
+
+
 def _render(title, split, examples, metrics, confusion, wrong, predictions, total_wrong, images, log_history,
-            flat_config, scores=None) -> str:
+            flat_config, scores=None, suspects=None) -> str:
     types = list(confusion["outcomes"])
     colours = Colours(types)
     per_type = metrics.get("per_type", {})
@@ -327,6 +349,8 @@ def _render(title, split, examples, metrics, confusion, wrong, predictions, tota
     if scores:
         sections.append(_confidence_section(scores, images))
     sections.append(f"<h2>Worst errors</h2>{_errors_section(examples, predictions, wrong, total_wrong, colours)}")
+    if suspects is not None:
+        sections.append(f"<h2>Likely annotation errors</h2>{_suspects_section(*suspects, colours)}")
     if flat_config:
         sections.append("<h2>Configuration</h2>" + _table(("setting", "value"), sorted(flat_config.items()), "kv"))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit a temperature for entity scores on DATA (a validation split) and save it as MODEL/calibration.json; reports the expected calibration error before and after.")] = False,
         calibrate_per_label: Annotated[bool, typer.Option("--calibrate_per_label", help="With --calibrate: one temperature per label.")] = False,
         calibrate_objective: Annotated[str, typer.Option("--calibrate_objective", help="With --calibrate: entity (log-loss of entity scores, default) or word (likelihood of every word's gold label).")] = "entity",
+        audit: Annotated[bool, typer.Option("--audit", help="Label audit of DATA (needs cleanlab): the spans whose gold labels the model most confidently contradicts, in report.html and --output_dir/suspects.jsonl.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks.")] = False,
     ) -> None:
@@ -52,10 +53,15 @@ def register(app: typer.Typer) -> None:
             fail(f"--calibrate_objective '{calibrate_objective}' is not one of entity, word")
         if (calibrate_per_label or calibrate_objective != "entity") and not calibrate:
             fail("--calibrate_per_label and --calibrate_objective set how --calibrate fits; pass --calibrate too")
+        if audit:
+            from tagtune.audit import require_cleanlab
+
+            require_cleanlab()  # before the model runs: one line, no wasted minutes
         if output_dir is not None:
             if output_dir.exists() and not output_dir.is_dir():
                 fail(f"--output_dir '{output_dir}' exists and is not a directory")
-            earlier = [name for name in ("eval_results.json", "predictions.txt") if (output_dir / name).exists()]
+            earlier = [name for name in ("eval_results.json", "predictions.txt", "suspects.jsonl")
+                       if (output_dir / name).exists()]
             if earlier and not overwrite_output_dir:
                 fail(f"--output_dir '{output_dir}' already holds {' and '.join(earlier)}; pass --overwrite_output_dir "
                      "to replace them")
@@ -77,32 +83,41 @@ def register(app: typer.Typer) -> None:
         metrics["eval_samples"], metrics["eval_words"] = len(examples), result.num_words
         metrics["eval_windowed_sentences"] = result.windowed_examples
         metrics["eval_long_words"] = result.long_words
-        scores = None
-        if calibrate or output_dir is not None:
-            scores = _entity_scores(checkpoint, aligner, decoder, examples, batch_size, model, data, calibrate,
-                                    calibrate_per_label, calibrate_objective)
+        scores = suspects = None
+        if calibrate or audit or output_dir is not None:
+            scored: dict[int, tuple] = {}
+            keep = (lambda index, tags, word_scores: scored.__setitem__(index, (tags, word_scores))) if audit else None
+            scores, calibration = _entity_scores(checkpoint, aligner, decoder, examples, batch_size, model, data,
+                                                 calibrate, calibrate_per_label, calibrate_objective, keep)
             metrics.update(_calibration_metrics(scores))
+            if audit:
+                suspects = _audit(checkpoint, examples, scored, calibration, data, prepared.corpus.format)
+                metrics["eval_likely_annotation_errors"] = len(suspects.suspects)
         if output_dir is not None:
             atomic_write_json(output_dir / "eval_results.json", metrics)
             write_predictions(output_dir / "predictions.txt", examples, result.predictions)
+            if suspects is not None:
+                from tagtune.audit import write_suspects
+
+                write_suspects(output_dir / "suspects.jsonl", suspects)
             from tagtune.outputs import load_run_config
             from tagtune.report import load_log_history, write_report
 
             report = write_report(output_dir, examples, result.predictions, result.metrics, load_log_history(model),
                                   load_run_config(model), split=data.name, title=f"{model.name} on {data.name}",
-                                  scores=scores)
+                                  scores=scores, suspects=suspects.suspects if suspects is not None else None)
             typer.echo(f"report: {report}", err=True)
         typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
 
 
 def _entity_scores(checkpoint, aligner, decoder, examples, batch_size: int, model: Path, data: Path, calibrate: bool,
-                   per_label: bool, objective: str) -> dict:
-    """The calibration summary of entity scores on DATA (``EntityScores.summary``); with ``calibrate``,
-    fitted on DATA first and saved into MODEL."""
+                   per_label: bool, objective: str, on_example=None) -> tuple[dict, object]:
+    """The calibration summary of entity scores on DATA (``EntityScores.summary``) and the calibration
+    in use; with ``calibrate``, fitted on DATA first and saved into MODEL."""
     from tagtune.calibration import collect_entity_scores, save_calibration
 
     collected = collect_entity_scores(checkpoint.forward(), aligner, examples, decoder, checkpoint.scheme,
-                                      keep_words=objective == "word", batch_size=batch_size)
+                                      keep_words=objective == "word", batch_size=batch_size, on_example=on_example)
     calibration = checkpoint.calibration
     if calibrate:
         calibration = collected.fit(per_label=per_label, objective=objective, data=data.name)  # type: ignore[arg-type]
@@ -110,7 +125,20 @@ def _entity_scores(checkpoint, aligner, decoder, examples, batch_size: int, mode
         typer.echo(f"calibration: temperature {calibration.temperature:.3f}, entity ECE "
                    f"{calibration.fitted_on['ece_before']:.4f} -> {calibration.fitted_on['ece_after']:.4f} on "
                    f"{data.name} -> {path}", err=True)
-    return collected.summary(calibration)
+    return collected.summary(calibration), calibration
+
+
+def _audit(checkpoint, examples, scored: dict, calibration, data: Path, fmt: str):
+    """The label audit of DATA from the scoring pass's tags and word scores."""
+    from tagtune.audit import audit_scored
+
+    predicted = [scored[i][0] for i in range(len(examples))]
+    log_probs = [scored[i][1] for i in range(len(examples))]
+    found = audit_scored(examples, predicted, log_probs, checkpoint.labels, checkpoint.scheme, calibration=calibration,
+                         split=data.name, file=str(data), fmt=fmt)
+    typer.echo(f"audit: {len(found.suspects)} likely annotation error(s) in {found.sentences} sentences"
+               + (f", {found.skipped} not audited (unknown tags)" if found.skipped else ""), err=True)
+    return found
 
 
 def _calibration_metrics(summary: dict) -> dict[str, float]:
