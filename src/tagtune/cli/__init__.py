@@ -18,7 +18,7 @@ import typer
 
 from tagtune.errors import TagtuneError
 
-VERBS = ("train", "evaluate", "predict", "export", "serve", "inspect")
+VERBS = ("train", "evaluate", "predict", "export", "serve", "inspect", "distill")
 
 app = typer.Typer(
     name="tagtune", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
