@@ -251,6 +251,10 @@
     mark.dataset.start = String(entity.start);
     mark.dataset.end = String(entity.end);
     mark.title = entity.label + " \u00b7 score " + Number(entity.score).toFixed(3);
+    if (entity.review) {  // below the service's --min_score, kept for review
+      mark.className += " review";
+      mark.title += " \u00b7 for review";
+    }
     mark.textContent = surface;
     return mark;
   }
