@@ -55,3 +55,19 @@ def test_overwrite_and_damaged_entries_recompute(tiny_bert_dir, tmp_path, caplog
     caplog.clear()
     assert encode_cached(aligner, EXAMPLES, cache_dir=tmp_path, overwrite=True) == first
     assert "tokenized 3 sentences" in caplog.text
+
+
+def test_preprocessing_workers_give_the_same_encoding(tiny_bert_dir, tmp_path) -> None:
+    """--preprocessing_num_workers 3: three processes, each whole documents (document context intact), joined
+    in order; exactly the encoding one process makes."""
+    from dataclasses import asdict
+
+    words = ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."]
+    examples = [Example(tuple(words[: 2 + i % 7]), tuple(["B-ORG"] + ["O"] * (1 + i % 7)), doc=str(i // 4))
+                for i in range(23)]
+    aligner = Aligner(load_tokenizer(str(tiny_bert_dir)), AlignConfig(max_length=8, context_size=4),
+                      {"O": 0, "B-ORG": 1})
+    one = encode_cached(aligner, examples, cache_dir=tmp_path / "a")
+    three = encode_cached(aligner, examples, cache_dir=tmp_path / "b", workers=3)
+    assert asdict(three) == asdict(one)
+    assert one.windowed_examples > 0  # windows and context were really exercised

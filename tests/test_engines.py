@@ -233,3 +233,63 @@ def test_crf_document_context_and_report(engine, tiny_bert_dir, train_file, tmp_
     assert config["model"]["crf"] is True and config["align"]["context_size"] == 32
     assert (out / "crf.safetensors").is_file() and (out / "report.html").is_file()
     assert "eval_f1" in found and (out / "README.md").is_file()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_push_to_hub_publishes_the_finished_directory_once(engine, tiny_bert_dir, train_file, tmp_path, monkeypatch):
+    """--push_to_hub uploads, once and at the end, the finished directory (card and results included, no
+    checkpoint); the token goes to the hub client only. The upload call is replaced (no network here)."""
+    import huggingface_hub
+
+    token = "hf_" + "k3y" * 10
+    calls: list[tuple[str, dict]] = []
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append(("create_repo", {"repo_id": repo_id, "token": self.token}))
+
+    def upload_folder(self, *, repo_id, folder_path, ignore_patterns, **kwargs):
+        import fnmatch
+
+        folder = Path(folder_path)
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        kept = [f for f in files if not any(fnmatch.fnmatch(f, pattern) for pattern in ignore_patterns)]
+        calls.append(("upload_folder", {"repo_id": repo_id, "files": kept, "token": self.token,
+                                        "texts": [(folder / f).read_bytes() for f in kept]}))
+        return "https://hub.example/commit"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    save = ["--save_steps", "3"] if engine == "trainer" else ["--checkpointing_steps", "3"]
+    out = tmp_path / engine
+    result, found = train(engine, tiny_bert_dir, train_file, out, "--push_to_hub", "--hub_model_id", "me/ner",
+                          "--hub_token", token, *save)
+    assert result.exit_code == 0, result.output
+    assert [name for name, _ in calls] == ["create_repo", "upload_folder"]
+    upload = calls[1][1]
+    assert upload["repo_id"] == "me/ner" and upload["token"] == token
+    assert {"model.safetensors", "README.md", "all_results.json", "tagtune_config.json"} <= set(upload["files"])
+    assert not [f for f in upload["files"] if f.split("/")[0].startswith(("checkpoint-", "step_", "epoch_"))]
+    assert any(p.name.startswith(("checkpoint-", "step_")) for p in out.iterdir())  # they exist, unpublished
+    assert not [f for f, text in zip(upload["files"], upload["texts"]) if token.encode() in text]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_eval_loss_and_pad_to_max_length_in_evaluation(engine, tiny_bert_dir, train_file, tmp_path, monkeypatch):
+    """The streaming evaluation reports eval_loss (mean cross-entropy of the gold tags), and
+    --pad_to_max_length gives evaluation batches the fixed shape it gives training batches."""
+    import tagtune.inference
+
+    widths: list[int] = []
+    real = tagtune.inference.pad_batch
+
+    def recording(rows, pad_id, multiple_of=1, length=None):
+        ids, mask = real(rows, pad_id, multiple_of, length)
+        widths.append(ids.shape[1])
+        return ids, mask
+
+    monkeypatch.setattr(tagtune.inference, "pad_batch", recording)
+    result, found = train(engine, tiny_bert_dir, train_file, tmp_path / engine, "--validation_file", str(train_file),
+                          "--pad_to_max_length")
+    assert result.exit_code == 0, result.output
+    assert widths and set(widths) == {32}  # --max_seq_length 32
+    assert 0 < found["eval_loss"] < 5

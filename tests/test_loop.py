@@ -612,3 +612,25 @@ def test_report_of_the_test_split_with_learning_curves(crf_model):
     html = (out / "report.html").read_text()
     assert "Learning curves" in html
     assert "report.html" in (out / "README.md").read_text()  # the model card cites it
+
+
+def test_training_from_scratch_with_config_name_and_a_bad_model_type(tiny_bert_dir, data, tmp_path, in_process):
+    """Without --model_name_or_path: --config_name is the config a new model is built from (as upstream), and
+    an unknown --model_type is one error line, not a traceback."""
+    from tagtune.errors import ConfigError
+    from tagtune.loop import main
+
+    def scratch(out, *extra):
+        d = data["dir"]
+        return main(["--train_file", str(d / "train.json"), "--output_dir", str(out), "--tokenizer_name",
+                     str(tiny_bert_dir), "--max_length", "24", "--max_train_steps", "2", "--seed", "3", *extra])
+
+    config = json.loads((tiny_bert_dir / "config.json").read_text())
+    config["num_hidden_layers"] = 1  # the tiny model has 2: the new one must follow the given config
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(json.dumps(config))
+    found = scratch(tmp_path / "from_config", "--config_name", str(tmp_path / "config"))
+    assert found["train_steps"] == 2
+    assert json.loads((tmp_path / "from_config" / "config.json").read_text())["num_hidden_layers"] == 1
+    with pytest.raises(ConfigError, match="--model_type 'no-such-model'"):
+        scratch(tmp_path / "bad", "--model_type", "no-such-model")

@@ -59,3 +59,15 @@ def test_run_ner_has_the_tpu_entry_point() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(module._mp_fn)
+
+
+def test_bf16_just_works_on_a_machine_without_a_gpu() -> None:
+    """transformers refuses --bf16 without a GPU unless --use_cpu is added; with no GPU there is nothing else
+    to train on. No memory is pinned either (torch warns about it on every loader without an accelerator)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: --bf16 trains there")
+    training = trainer_args("--bf16")[1]
+    assert training.bf16 and training.use_cpu and not training.dataloader_pin_memory
+    assert not trainer_args()[1].use_cpu  # nothing changes without --bf16 (the Trainer picks the CPU itself)

@@ -93,7 +93,8 @@ def load_encoding(path: Path) -> Encoding:
 
 
 def encode_cached(aligner: Aligner, examples: Sequence[Example], *, labelled: bool | None = None,
-                  cache_dir: Path | None = None, overwrite: bool = False, name: str = "data") -> Encoding:
+                  cache_dir: Path | None = None, overwrite: bool = False, name: str = "data",
+                  workers: int | None = None) -> Encoding:
     """``aligner.encode(examples)``, from the cache when the same encoding was made before.
 
     Args:
@@ -101,11 +102,12 @@ def encode_cached(aligner: Aligner, examples: Sequence[Example], *, labelled: bo
             environment sets ``TAGTUNE_NO_CACHE=1``.
         overwrite: Recompute and replace the entry (upstream's ``--overwrite_cache``).
         name: The split name, for the log line.
+        workers: Tokenize in that many processes (upstream's ``--preprocessing_num_workers``).
     """
     if labelled is None:
         labelled = aligner.label2id is not None and all(e.tags is not None for e in examples)
     if os.environ.get("TAGTUNE_NO_CACHE") == "1":
-        return aligner.encode(examples, labelled=labelled)
+        return encode_in_processes(aligner, examples, labelled, workers or 1)
     start = time.perf_counter()
     key = fingerprint(aligner, examples, labelled)
     path = (cache_dir or default_cache_dir()) / "encodings" / f"{key}.npz"
@@ -118,7 +120,7 @@ def encode_cached(aligner: Aligner, examples: Sequence[Example], *, labelled: bo
             logger.info("%s: loaded cached tokenization of %d sentences from %s in %.2f s (tokenization skipped)",
                         name, len(examples), path, time.perf_counter() - start)
             return encoding
-    encoding = aligner.encode(examples, labelled=labelled)
+    encoding = encode_in_processes(aligner, examples, labelled, workers or 1)
     tokenized = time.perf_counter() - start
     try:
         save_encoding(path, encoding)
@@ -127,3 +129,45 @@ def encode_cached(aligner: Aligner, examples: Sequence[Example], *, labelled: bo
     logger.info("%s: tokenized %d sentences into %d windows in %.2f s (cached as %s)",
                 name, len(examples), len(encoding), tokenized, path)
     return encoding
+
+
+_JOB: tuple[Aligner, Sequence[Example], bool] | None = None  # what forked workers encode (inherited, not pickled)
+
+
+def _encode_part(bounds: tuple[int, int]) -> Encoding:
+    aligner, examples, labelled = _JOB  # type: ignore[misc]
+    return aligner.encode(examples[bounds[0]:bounds[1]], labelled=labelled)
+
+
+def encode_in_processes(aligner: Aligner, examples: Sequence[Example], labelled: bool, workers: int) -> Encoding:
+    """``aligner.encode(examples)`` in ``workers`` forked processes, each a run of whole documents (document
+    context never crosses a part), the parts joined in order: the same encoding as one process gives."""
+    global _JOB
+    if workers <= 1 or len(examples) < 2 * workers:
+        return aligner.encode(examples, labelled=labelled)
+    import math
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tagtune.evaluate import document_chunks
+
+    parts = list(document_chunks(examples, math.ceil(len(examples) / workers)))
+    _JOB = (aligner, examples, labelled)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            encodings = list(pool.map(_encode_part, parts))
+    finally:
+        _JOB = None
+    joined = Encoding(labels=[] if labelled else None)
+    for (start, _), part in zip(parts, encodings, strict=True):
+        joined.input_ids += part.input_ids
+        joined.word_index += part.word_index
+        joined.example_index += [start + i for i in part.example_index]
+        joined.word_counts += part.word_counts
+        if joined.labels is not None:
+            joined.labels += part.labels or []
+        joined.windowed_examples += part.windowed_examples
+        joined.replaced_words += part.replaced_words
+        joined.long_words += part.long_words
+        joined.first_long_word = joined.first_long_word or part.first_long_word
+    return joined

@@ -7,7 +7,7 @@ and so on), never an argparse namespace.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +35,9 @@ class DataConfig:
             ``labels.json``.
         conllu_tag: ``upos`` (default) or ``xpos`` for CoNLL-U files.
         cache_dir: Cache directory for hub data sets.
+        token: Hub token for private data sets (never saved, never shown).
         overwrite_cache: Recompute the cached tokenization instead of reusing it.
+        preprocessing_num_workers: Tokenize the training data in that many processes.
         overlapping_spans: Span data: ``error`` on overlapping spans, or keep the ``longest`` (one warning).
         annotator: Label Studio exports: whose annotation to read (``latest``, ``first``, ``predictions``, an id).
     """
@@ -59,6 +61,8 @@ class DataConfig:
     max_predict_samples: int | None = None
     overlapping_spans: Literal["error", "longest"] = "error"
     annotator: str = "latest"
+    preprocessing_num_workers: int | None = None
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class ModelConfig:
     tokenizer_name: str | None = None
     cache_dir: str | None = None
     model_revision: str = "main"
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     trust_remote_code: bool = False
     ignore_mismatched_sizes: bool = False
     allow_pickle: bool = False
@@ -167,6 +171,8 @@ class LoopConfig:
     overwrite_output_dir: bool = False
     logging_steps: int = 10
     model_type: str | None = None
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
 
     def total_steps(self, batches_per_epoch: int) -> tuple[int, int]:
         """``(optimizer steps, epochs)`` for ``batches_per_epoch`` batches per process and epoch.

@@ -38,6 +38,8 @@ class EvalResult:
         windowed_examples: Examples longer than one window.
         long_words: Words longer than the aligner's ``word_cap`` sub-tokens (cut; still one prediction each).
         first_long_word: Where the first of them is, for the warning (:func:`tagtune.align.warn_long_words`).
+        loss: Mean cross-entropy of the gold tags over the words (their first sub-token's scores), when
+            labelled: the run's ``eval_loss``.
     """
 
     metrics: dict = field(default_factory=dict)
@@ -46,6 +48,7 @@ class EvalResult:
     num_words: int = 0
     long_words: int = 0
     first_long_word: str | None = None
+    loss: float | None = None
 
 
 def iter_predicted_tags(
@@ -59,11 +62,12 @@ def iter_predicted_tags(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     progress: Callable[[int], None] | None = None,
+    pad_to: int | None = None,
 ) -> Iterator[tuple[int, list[str], np.ndarray]]:
     """Yield ``(example_index, tags, word_scores)`` for each encoded example, in completion order."""
     for index, scores in iter_word_scores(
         forward, encoding, len(decoder.labels), pad_id=pad_id, batch_size=batch_size, max_tokens=max_tokens,
-        device=device, autocast_dtype=autocast_dtype, progress=progress,
+        device=device, autocast_dtype=autocast_dtype, progress=progress, pad_to=pad_to,
     ):
         yield index, decoder(scores), scores
 
@@ -113,6 +117,9 @@ def evaluate_examples(
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     labelled = bool(examples) and all(e.tags is not None for e in examples)
     scorer = EntityScorer()
+    label_ids = {label: i for i, label in enumerate(decoder.labels)}
+    loss_sum, loss_words = 0.0, 0  # word-level cross-entropy of the gold tags: the run's eval_loss
+    pad_to = aligner.config.max_length if aligner.config.pad_to_max_length else None  # upstream's fixed shapes
     predictions: list[list[str]] = []
     windowed = long_words = 0
     first_long_word: str | None = None
@@ -124,20 +131,24 @@ def evaluate_examples(
             long_words += encoding.long_words
             first_long_word = first_long_word or encoding.first_long_word
             mine = list(range(rank, len(chunk), world))
-            local: list[tuple[int, list[str]]] = []
-            for index, predicted, _ in iter_predicted_tags(forward, _select(encoding, mine), decoder,
-                                                           pad_id=aligner.pad_id, batch_size=batch_size,
-                                                           max_tokens=max_tokens, device=device,
-                                                           autocast_dtype=autocast_dtype):
-                local.append((mine[index], predicted))
+            local: list[tuple[int, list[str], float]] = []
+            for index, predicted, scores in iter_predicted_tags(forward, _select(encoding, mine), decoder,
+                                                                pad_id=aligner.pad_id, batch_size=batch_size,
+                                                                max_tokens=max_tokens, device=device,
+                                                                autocast_dtype=autocast_dtype, pad_to=pad_to):
+                gold = chunk[mine[index]].tags
+                loss = -float(sum(scores[w, label_ids[tag]] for w, tag in enumerate(gold))) if labelled else 0.0
+                local.append((mine[index], predicted, loss))
                 bar.update(world)
             if world > 1:
                 from accelerate.utils import gather_object
 
                 local = gather_object(local)
             tags: list[list[str] | None] = [None] * len(chunk)
-            for index, predicted in local:
+            for index, predicted, loss in local:
                 tags[index] = predicted
+                loss_sum += loss
+                loss_words += len(predicted)
             if any(t is None for t in tags):
                 raise RuntimeError("an example got no prediction; please report this with the data")
             if labelled:  # in input order, as seqeval reads a corpus
@@ -145,6 +156,7 @@ def evaluate_examples(
             predictions.extend(tags)  # type: ignore[arg-type]
     return EvalResult(
         metrics=scorer.result() if labelled else {},
+        loss=loss_sum / max(1, loss_words) if labelled else None,
         predictions=predictions,
         windowed_examples=windowed,
         num_words=sum(len(e.tokens) for e in examples),

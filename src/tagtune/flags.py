@@ -95,7 +95,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("text_column_name", help="Column of the words (default tokens)."),
     Flag("label_column_name", help="Column of the tags (default {task}_tags)."),
     Flag("overwrite_cache", bool, False, help="Tokenize again instead of reusing the cached tokenization."),
-    Flag("preprocessing_num_workers", int, engines=(TRAINER,), help="Preprocessing processes."),
+    Flag("preprocessing_num_workers", int, help="Tokenize the training data in this many processes."),
     Flag("max_seq_length", int, 128, loop_name="max_length",
          help="Longest model input in sub-tokens; longer sentences are windowed, never truncated."),
     Flag("pad_to_max_length", bool, False, help="Pad every batch to --max_seq_length."),
@@ -157,8 +157,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("seed", int, group=_L, engines=(LOOP,), help="Seed for weights, dropout and batch order (random when unset)."),
     Flag("debug", bool, False, group=_L, engines=(LOOP,),
          help=f"Use only the first {DEBUG_SAMPLES} sentences of each split."),
-    Flag("push_to_hub", bool, False, group=_L, engines=(LOOP,), help="Not supported offline; refused."),
-    Flag("hub_model_id", group=_L, engines=(LOOP,), help="Accepted for compatibility (see --push_to_hub)."),
+    Flag("push_to_hub", bool, False, group=_L, engines=(LOOP,),
+         help="Publish the finished model directory (card, results, report; no checkpoints) to the hub, once, at the end."),
+    Flag("hub_model_id", group=_L, engines=(LOOP,), help="Hub repository of --push_to_hub (default: the output directory's name)."),
     Flag("checkpointing_steps", group=_L, engines=(LOOP,), aliases=("save_steps",),
          help="Save a resumable checkpoint every N optimizer steps, or 'epoch' after each epoch."),
     Flag("resume_from_checkpoint", group=_L, engines=(LOOP,),
@@ -253,6 +254,13 @@ def _make_training_arguments():
     from transformers import TrainingArguments
 
     def __post_init__(self) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            # --bf16 on a CPU: transformers insists on --use_cpu; there is nothing else to use. And nothing to pin
+            # memory to (torch warns on every loader).
+            self.use_cpu = self.use_cpu or self.bf16
+            self.dataloader_pin_memory = False
         # tagtune's streaming evaluation reports no eval_loss, the Trainer's choice for the best model when
         # none is named: entity F1 is what this evaluation is for (--metric_for_best_model overrides it).
         if self.load_best_model_at_end and self.metric_for_best_model is None:
@@ -331,6 +339,8 @@ def parse_trainer_args(argv: list[str] | None = None, defaults: Mapping[str, Any
             text = f"unknown flags {text.split(': ', 1)[-1]}"
         raise ConfigError(f"{source}{text}; see --help for the flags") from None
     model_args, data_args, training_args = parsed
+    if not model_args.token and training_args.hub_token:  # one token for the model, the data and the push
+        model_args.token = training_args.hub_token
     values = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
               **{name: getattr(training_args, name) for name in
                  ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
@@ -359,7 +369,7 @@ def check_values(values: Mapping[str, Any], engine: str) -> None:
             raise ConfigError(f"{_spelled(name, engine)} must be >= {low:g}, got {value!r}")
 
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "max_seq_length", "max_train_steps"):
+                 "max_seq_length", "max_train_steps", "preprocessing_num_workers"):
         at_least(name, 1)
     if (values.get("context_size") or 0) < 0:
         raise ConfigError(f"--context_size {values['context_size']} must be 0 or more")
@@ -382,8 +392,10 @@ def check_values(values: Mapping[str, Any], engine: str) -> None:
     model = (values.get("model_name_or_path") or "").strip()
     if engine == TRAINER and not model:
         raise ConfigError("--model_name_or_path is empty; pass a model directory")
-    if engine == LOOP and not model and not (values.get("model_type") and values.get("tokenizer_name")):
-        raise ConfigError("pass --model_name_or_path, or --model_type with --tokenizer_name to train from scratch")
+    scratch = values.get("model_type") or values.get("config_name")
+    if engine == LOOP and not model and not (scratch and values.get("tokenizer_name")):
+        raise ConfigError("pass --model_name_or_path, or --model_type (or --config_name) with --tokenizer_name to train "
+                          "from scratch")
 
 
 def run_config(values: Mapping[str, Any], engine: str) -> RunConfig:
@@ -410,6 +422,7 @@ def run_config(values: Mapping[str, Any], engine: str) -> RunConfig:
         label_column=values.get("label_column"), label_names_file=path(values.get("label_names_file")),
         conllu_tag=values["conllu_tag"], cache_dir=path(values.get("cache_dir")),
         overlapping_spans=values.get("overlapping_spans") or "error", annotator=values.get("annotator") or "latest",
+        token=values.get("token"), preprocessing_num_workers=values.get("preprocessing_num_workers"),
         overwrite_cache=bool(values.get("overwrite_cache")), max_train_samples=limit("max_train_samples"),
         max_eval_samples=limit("max_eval_samples"), max_predict_samples=limit("max_predict_samples"),
     )
@@ -445,8 +458,6 @@ def _checkpointing(value: str | None) -> int | str | None:
 
 
 def _loop_config(values: Mapping[str, Any]) -> LoopConfig:
-    if values["push_to_hub"]:
-        raise ConfigError("--push_to_hub is not supported (the hub is not reachable); upload --output_dir yourself")
     if not values["dataset_name"] and not values["train_file"]:
         raise ConfigError("no training data: pass --train_file or --dataset_name")
     if values["max_train_steps"] is None and not values["num_train_epochs"] > 0:

@@ -29,9 +29,11 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS = 1024
 
 
-def pad_batch(rows: list[list[int]], pad_id: int, multiple_of: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """``input_ids`` and ``attention_mask`` for rows padded on the right to the longest (rounded up)."""
-    longest = max(len(r) for r in rows)
+def pad_batch(rows: list[list[int]], pad_id: int, multiple_of: int = 1,
+              length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` for rows padded on the right to the longest (rounded up), or to
+    ``length`` when given (``--pad_to_max_length``: fixed shapes)."""
+    longest = max(max(len(r) for r in rows), length or 0)
     longest = -(-longest // multiple_of) * multiple_of
     ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), longest), dtype=torch.long)
@@ -74,6 +76,7 @@ def iter_word_scores(
     progress: Callable[[int], None] | None = None,
     aggregation: Aggregation = "first",
     workers: int = 1,
+    pad_to: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(example_index, log_probs[words, L])`` for every example, each exactly once.
 
@@ -85,7 +88,8 @@ def iter_word_scores(
     ``workers > 1`` runs that many batches at once on a thread pool (at most ``workers + 1`` in
     memory), for a ``forward`` that releases the GIL and runs single-threaded, such as an ONNX Runtime
     session with one intra-op thread: whole batches in parallel scale better than one small batch
-    split across cores, and the bookkeeping here overlaps the forward passes.
+    split across cores, and the bookkeeping here overlaps the forward passes. ``pad_to`` pads every batch
+    to that many sub-tokens.
     """
     release_freed_memory_eagerly()  # activations of ever-changing shapes must not pile up in the heap
     collector = WordCollector(encoding.word_counts, num_labels, aggregation, encoding.token_words)
@@ -105,7 +109,7 @@ def iter_word_scores(
         return stack
 
     def scores_of(rows: list[int]) -> np.ndarray:
-        ids, mask = pad_batch([encoding.input_ids[r] for r in rows], pad_id)
+        ids, mask = pad_batch([encoding.input_ids[r] for r in rows], pad_id, length=pad_to)
         logits = forward(ids.to(device), mask.to(device))
         return log_softmax(logits.float().cpu().numpy())
 

@@ -92,7 +92,8 @@ def resolve_labels(model_cfg: ModelConfig, data_labels: Sequence[str]) -> tuple[
 
     config = AutoConfig.from_pretrained(model_cfg.config_name or model_cfg.model_name_or_path,
                                         trust_remote_code=model_cfg.trust_remote_code,
-                                        revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir)
+                                        revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir,
+                                        token=model_cfg.token)
     existing = named_labels(config)
     if not _is_token_classifier(config):
         return list(data_labels), False
@@ -129,13 +130,13 @@ def load_token_classifier(model_cfg: ModelConfig, labels: Sequence[str], reinit_
     config = AutoConfig.from_pretrained(
         model_cfg.config_name or model_cfg.model_name_or_path, num_labels=len(labels), id2label=id2label,
         label2id={label: i for i, label in id2label.items()}, trust_remote_code=model_cfg.trust_remote_code,
-        revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir,
+        revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir, token=model_cfg.token,
     )
     try:
         with _load_report_held():
             model, info = AutoModelForTokenClassification.from_pretrained(
                 model_cfg.model_name_or_path, config=config, trust_remote_code=model_cfg.trust_remote_code,
-                revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir,
+                revision=model_cfg.model_revision, cache_dir=model_cfg.cache_dir, token=model_cfg.token,
                 ignore_mismatched_sizes=model_cfg.ignore_mismatched_sizes or reinit_head,
                 use_safetensors=None if model_cfg.allow_pickle else True, output_loading_info=True,
             )

@@ -422,7 +422,7 @@ def _load_hub_dataset(cfg: DataConfig) -> Any:
     cache_dir = None if cfg.cache_dir is None else str(cfg.cache_dir)
     try:
         with _hub_offline(offline):
-            loaded = datasets.load_dataset(name, cfg.dataset_config_name, cache_dir=cache_dir)
+            loaded = datasets.load_dataset(name, cfg.dataset_config_name, cache_dir=cache_dir, token=cfg.token)
     except Exception as err:  # datasets raises ConnectionError, FileNotFoundError, ValueError, its own...
         reason = "the hub is unreachable and the data set is not cached" if offline else _first_line(err)
         raise DataFormatError(f"data set {name!r} could not be loaded from the hub ({reason}); pass "

@@ -132,7 +132,8 @@ def prepare(config: RunConfig, needs: Mapping[str, Need], *, output_dir: Path, o
     run = Run(config, data, tokenizer, model, labels, aligner, Decoder(labels, data.scheme, config.eval.decoding))
     if "train" in needs:
         with main_process_first():  # the main process tokenizes and caches, the others read the cache
-            run.train = encode_cached(aligner, run.splits["train"], overwrite=config.data.overwrite_cache, name="train")
+            run.train = encode_cached(aligner, run.splits["train"], overwrite=config.data.overwrite_cache, name="train",
+                                      workers=config.data.preprocessing_num_workers)
         if is_main:
             warn_long_words("train", run.train.long_words, run.train.first_long_word, aligner.word_cap)
     return run
@@ -164,14 +165,18 @@ def load_model(config: RunConfig, data_labels: list[str], scheme: str, model_typ
     else:
         from transformers import AutoConfig, AutoModelForTokenClassification
 
-        logger.info("training a new %s model from scratch", model_type)
         labels, init_from = list(data_labels), None
         id2label = dict(enumerate(labels))
-        try:
-            model_config = AutoConfig.for_model(model_type, num_labels=len(labels), id2label=id2label,
-                                                label2id={label: i for i, label in id2label.items()})
-        except ValueError as error:
-            raise ConfigError(f"--model_type '{model_type}': {' '.join(str(error).split())[:200]}") from None
+        sizes = {"num_labels": len(labels), "id2label": id2label, "label2id": {label: i for i, label in id2label.items()}}
+        source = config.model.config_name or model_type
+        logger.info("training a new model from scratch (%s)", source)
+        try:  # --config_name (upstream: a config to train from scratch with), else --model_type's defaults
+            model_config = (AutoConfig.from_pretrained(config.model.config_name, token=config.model.token,
+                                                       trust_remote_code=config.model.trust_remote_code, **sizes)
+                            if config.model.config_name else AutoConfig.for_model(model_type, **sizes))
+        except (OSError, ValueError) as error:
+            flag = "--config_name" if config.model.config_name else "--model_type"
+            raise ConfigError(f"{flag} '{source}': {' '.join(str(error).split())[:200]}") from None
         model = AutoModelForTokenClassification.from_config(model_config,
                                                             trust_remote_code=config.model.trust_remote_code)
     if config.model.crf:
@@ -204,6 +209,8 @@ def evaluate(run: Run, model: torch.nn.Module, split: str, prefix: str, *, accel
         warn_long_words(split, result.long_words, result.first_long_word, run.aligner.word_cap)
     metrics = flatten_metrics(result.metrics, run.config.eval.return_entity_level_metrics, prefix=f"{prefix}_") \
         if result.metrics else {}
+    if result.loss is not None:  # --metric_for_best_model loss (the Trainer's default) works too
+        metrics[f"{prefix}_loss"] = round(result.loss, 6)
     metrics.update(span_metrics(examples, result.predictions, f"{prefix}_"))  # character spans, for span data
     metrics.update({f"{prefix}_samples": len(examples), f"{prefix}_words": result.num_words,
                     f"{prefix}_windowed_sentences": result.windowed_examples, f"{prefix}_long_words": result.long_words})
@@ -221,7 +228,7 @@ def public_config(config: RunConfig, training: Mapping[str, Any]) -> dict[str, d
 def finish(run: Run, output_dir: Path, results: dict[str, float], *, evaluation: EvalResult | None,
            test_result: EvalResult | None, history: list[dict] | None, training: Mapping[str, Any] | None,
            card_settings: Any = None, save_model: Callable[[Path], None] | None = None,
-           is_main: bool = True) -> None:
+           is_main: bool = True, push: Push | None = None) -> None:
     """Write the run's outputs into ``output_dir``, each file atomic, ``all_results.json`` last.
 
     Args:
@@ -234,6 +241,7 @@ def finish(run: Run, output_dir: Path, results: dict[str, float], *, evaluation:
         save_model: Writes the model into a staging directory (called on every process: sharded models
             gather there); it is then published into ``output_dir`` weights last, so a run killed meanwhile
             leaves either the new model or a directory without weights, never new settings with old weights.
+        push: Publish the finished directory to the hub (``--push_to_hub``), once, at the very end.
     """
     if save_model is not None:
         staging = output_dir / ".partial-model"
@@ -268,3 +276,42 @@ def finish(run: Run, output_dir: Path, results: dict[str, float], *, evaluation:
         write_model_card(output_dir, run.config.model, run.config.data, run.labels, results, card_settings)
     atomic_write_json(output_dir / "all_results.json", results)  # last: the run is complete
     logger.info("model and results saved in %s", output_dir)
+    if push is not None:
+        push_to_hub(output_dir, push)
+
+
+@dataclass(frozen=True)
+class Push:
+    """Where ``--push_to_hub`` publishes: ``repo_id`` (``--hub_model_id``, else the output directory's name)."""
+
+    repo_id: str
+    token: str | None = field(default=None, repr=False)
+    private: bool | None = None
+
+
+# Never published: checkpoints (they hold optimizer states), staging folders, tracker logs.
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "step_*/**", "epoch_*/**", ".partial-*/**", ".tmp-*/**", "runs/**"]
+
+
+def push_to_hub(output_dir: Path, push: Push) -> str:
+    """Upload the finished model directory (weights, tokenizer, card, results, report) in one commit.
+
+    Upstream's Trainer pushes from inside ``save_model``, before the results and the card exist; tagtune
+    pushes once, after ``all_results.json``. The token goes to the hub client only, never into a file.
+
+    Raises:
+        OutputDirError: The upload failed (the model stays saved in ``output_dir``).
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=push.token)
+    try:
+        api.create_repo(push.repo_id, private=push.private, exist_ok=True)
+        commit = api.upload_folder(repo_id=push.repo_id, folder_path=str(output_dir), ignore_patterns=PUSH_IGNORE,
+                                   commit_message="tagtune: fine-tuned model, card and results")
+    except Exception as error:  # noqa: BLE001 - network, authentication, hub errors: one line
+        text = " ".join(str(error).split())[:200] or type(error).__name__
+        raise OutputDirError(f"the model is saved in '{output_dir}', but pushing it to the hub as "
+                             f"'{push.repo_id}' failed: {text}") from None
+    logger.info("pushed %s to the hub as %s", output_dir, push.repo_id)
+    return str(getattr(commit, "commit_url", commit))

@@ -24,7 +24,7 @@ from tagtune.errors import OutputDirError
 from tagtune.evaluate import EvalResult
 from tagtune.fileio import atomic_write_text, publish_dir
 from tagtune.progress import bars_enabled
-from tagtune.run import WEIGHT_FILES, Need, Run, evaluate, finish, prepare
+from tagtune.run import WEIGHT_FILES, Need, Push, Run, evaluate, finish, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +251,10 @@ def run_trainer(config: RunConfig, training_args) -> dict[str, float]:
 
     output_dir = Path(training_args.output_dir)
     resume = training_args.resume_from_checkpoint
+    # transformers pushes from inside save_model, before the results and the card exist: push once, at the end.
+    push = Push(training_args.hub_model_id or output_dir.resolve().name, training_args.hub_token or config.model.token,
+                training_args.hub_private_repo) if training_args.push_to_hub else None
+    training_args.push_to_hub = False
     set_seed(training_args.seed)
     if not bars_enabled():
         training_args.disable_tqdm = True  # the Trainer's bars follow tagtune's: off when quiet or not on a terminal
@@ -315,7 +319,7 @@ def run_trainer(config: RunConfig, training_args) -> dict[str, float]:
     finish(run, output_dir, results, evaluation=last.get("validation"), test_result=last.get("test"),
            history=trainer.state.log_history, training=training_args.to_dict(),  # to_dict() masks hub_token
            card_settings=training_args, save_model=save_model if training_args.do_train else None,
-           is_main=training_args.should_save)
+           is_main=training_args.should_save, push=push)
     return results
 
 
