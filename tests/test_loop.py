@@ -634,3 +634,39 @@ def test_training_from_scratch_with_config_name_and_a_bad_model_type(tiny_bert_d
     assert json.loads((tmp_path / "from_config" / "config.json").read_text())["num_hidden_layers"] == 1
     with pytest.raises(ConfigError, match="--model_type 'no-such-model'"):
         scratch(tmp_path / "bad", "--model_type", "no-such-model")
+
+
+def test_the_trainer_engine_shards_evaluation_over_processes_and_writes_once(tiny_bert_dir, data, tmp_path):
+    """run_ner.py under torchrun, 2 CPU processes: each word of the validation and test splits is predicted by
+    one process and counted once, the scores equal a single-process evaluation of the saved model, and one
+    process writes the result files (predictions.txt has one line per test word)."""
+    d, out = data["dir"], tmp_path / "trainer2"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    done = run([*launch, str(REPO / "examples" / "token-classification" / "run_ner.py"), "--model_name_or_path",
+         str(tiny_bert_dir), "--train_file", str(d / "train.json"), "--validation_file", str(d / "dev.json"),
+         "--test_file", str(d / "test.json"), "--output_dir", str(out), "--do_train", "--do_eval", "--do_predict",
+         "--max_steps", "4", "--max_seq_length", "24", "--per_device_eval_batch_size", "3", "--use_cpu",
+         "--report_to", "none", "--save_strategy", "no", "--seed", "3", "--disable_tqdm", "true"], tmp_path)
+    assert "effective batch 160 padded sub-tokens" in done.stderr  # 2 processes x 80: one job, not two
+    found = results(out)
+    for split, prefix in (("validation", "eval"), ("test", "predict")):
+        assert found[f"{prefix}_words"] == data["words"][split]
+    predicted = [line for line in (out / "predictions.txt").read_text().splitlines() if line]
+    assert len(predicted) == data["words"]["test"]
+
+    from tagtune.align import Aligner
+    from tagtune.checkpoint import load_checkpoint
+    from tagtune.corpus import Example
+    from tagtune.decode import Decoder
+    from tagtune.evaluate import evaluate_examples
+    from tagtune.inference import model_forward
+    from tagtune.metrics import flatten_metrics
+
+    saved = load_checkpoint(out)
+    records = [json.loads(line) for line in (d / "dev.json").read_text().splitlines()]
+    examples = [Example(tuple(r["tokens"]), tuple(r["ner_tags"])) for r in records]
+    label2id = {label: i for i, label in enumerate(saved.labels)}
+    check = evaluate_examples(model_forward(saved.model), Aligner(saved.tokenizer, saved.align, label2id), examples,
+                              Decoder(saved.labels, saved.scheme), batch_size=5)
+    expected = flatten_metrics(check.metrics, prefix="eval_")
+    assert {k: found[k] for k in expected} == pytest.approx(expected, abs=1e-12)
