@@ -293,3 +293,44 @@ def test_eval_loss_and_pad_to_max_length_in_evaluation(engine, tiny_bert_dir, tr
     assert result.exit_code == 0, result.output
     assert widths and set(widths) == {32}  # --max_seq_length 32
     assert 0 < found["eval_loss"] < 5
+
+
+@pytest.fixture(scope="module")
+def hub_folder(tmp_path_factory) -> Path:
+    """A data set repository as the hub serves it (Parquet shards + a dataset card), in a local folder: the
+    offline stand-in for --dataset_name NAME. The tags are ClassLabel ids; their names live in the features."""
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    names = ["O", "B-PER", "I-PER", "B-LOC"]
+    features = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
+                         "ner_tags": Sequence(ClassLabel(names=names))})
+    root = tmp_path_factory.mktemp("hub") / "my-corpus"
+    (root / "data").mkdir(parents=True)
+    rows = [(["John", "Smith", "lives", "in", "Paris", "."], [1, 2, 0, 0, 3, 0]), (["Mary", "left", "."], [1, 0, 0])]
+    for split, n in (("train", 24), ("validation", 6), ("test", 6)):
+        chosen = [rows[i % 2] for i in range(n)]
+        Dataset.from_dict({"id": [str(i) for i in range(n)], "tokens": [t for t, _ in chosen],
+                           "ner_tags": [g for _, g in chosen]}, features=features
+                          ).to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    card = ["---", "configs:", "- config_name: default", "  data_files:"]
+    card += [f"  - split: {split}\n    path: data/{split}-*" for split in ("train", "validation", "test")]
+    (root / "README.md").write_text("\n".join(card + ["---", "# my-corpus", ""]), encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_local_dataset_repository_as_dataset_name(engine, tiny_bert_dir, hub_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from tagtune.cli import app
+
+    out, cache = tmp_path / engine, tmp_path / "datasets-cache"
+    result = CliRunner().invoke(app, ["train", "--engine", engine, "--model", str(tiny_bert_dir), "--output", str(out),
+                                      "--quiet", "--dataset_name", str(hub_folder), "--cache_dir", str(cache),
+                                      "--max_seq_length", "32", "--max_steps", "2", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    found = json.loads((out / "all_results.json").read_text())
+    assert found["eval_samples"] == 6 and found["predict_samples"] == 6 and found["predict_words"] == 27
+    config = json.loads((out / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == ["B-LOC", "B-PER", "I-PER", "O"]  # ClassLabel names kept
+    assert any(cache.rglob("*.arrow"))  # --cache_dir reached datasets.load_dataset
