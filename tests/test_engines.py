@@ -334,3 +334,20 @@ def test_a_local_dataset_repository_as_dataset_name(engine, tiny_bert_dir, hub_f
     config = json.loads((out / "config.json").read_text())
     assert sorted(config["id2label"].values()) == ["B-LOC", "B-PER", "I-PER", "O"]  # ClassLabel names kept
     assert any(cache.rglob("*.arrow"))  # --cache_dir reached datasets.load_dataset
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_calibrate_after_training(engine, tiny_bert_dir, train_file, tmp_path):
+    """--calibrate: a temperature fitted on the validation split lands in the model directory with the model, and
+    the saved model's predictions keep their tags (only scores change)."""
+    from tagtune.predict import load
+
+    out = tmp_path / engine
+    result, found = train(engine, tiny_bert_dir, train_file, out, "--validation_file", str(train_file),
+                          "--calibrate", "--lr", "5e-3")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "calibration.json").read_text())
+    assert saved and json.loads((out / "tagtune_config.json").read_text())["eval"]["calibrate"] is True
+    calibrated, raw = load(out), load(out, calibrated=False)
+    text = "john lives in paris and mary in london ."
+    assert [(e.start, e.end, e.label) for e in calibrated(text)] == [(e.start, e.end, e.label) for e in raw(text)]

@@ -44,7 +44,7 @@ from tagtune.loop_tools import (Clock, Meter, Step, advance, checkpoint_name, ep
                                 main_process_says, make_accelerator, make_scheduler, parameter_groups,
                                 release_accelerate_state, shared_seed, tracker_config)
 from tagtune.progress import progress_bar
-from tagtune.run import Need, Push, evaluate, finish, prepare, public_config
+from tagtune.run import Need, Push, calibrate, evaluate, finish, prepare, public_config
 from tagtune.train import TrainClock
 
 logger = logging.getLogger("tagtune.loop")
@@ -228,10 +228,11 @@ def run_loop(config: RunConfig) -> dict[str, float]:
 
     card = SimpleNamespace(**asdict(cfg), bf16=accelerator.mixed_precision == "bf16",
                            fp16=accelerator.mixed_precision == "fp16")
+    calibration, summary = calibrate(run, model, accelerator=accelerator)  # --calibrate: entity scores, never tags
     push = Push(cfg.hub_model_id or cfg.output_dir.resolve().name, config.model.token) if cfg.push_to_hub else None
     finish(run, cfg.output_dir, results, evaluation=evaluation, test_result=test_result, history=history,
            training=asdict(cfg), card_settings=card, save_model=save_model, is_main=accelerator.is_main_process,
-           push=push)
+           push=push, calibration=calibration, calibration_summary=summary)
     accelerator.wait_for_everyone()
     return results
 

@@ -121,11 +121,16 @@ class EvalConfig:
         batch_size: Windows per forward pass (length-sorted, padded to the longest).
         decoding: ``viterbi`` (only valid tag sequences) or ``argmax`` (each word on its own).
         return_entity_level_metrics: Report precision/recall/F1 per entity type (upstream flag).
+        calibrate: After training, fit a temperature for entity scores on the validation split
+            (``calibration.json``; scores change, tags never).
+        calibrate_per_label: With ``calibrate``: one temperature per label.
     """
 
     batch_size: int = 32
     decoding: Literal["viterbi", "argmax"] = "viterbi"
     return_entity_level_metrics: bool = False
+    calibrate: bool = False
+    calibrate_per_label: bool = False
 
 
 @dataclass(frozen=True)

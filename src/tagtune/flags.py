@@ -122,6 +122,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("decoding", default="viterbi", choices=("viterbi", "argmax"), lower=True,
          help="How word scores become tags: viterbi (valid sequences) or argmax."),
     Flag("strict_labels", bool, False, help="Refuse invalid IOB sequences instead of repairing them."),
+    Flag("calibrate", bool, False, help="After training, fit a temperature for entity scores on the validation split; "
+                                        "saved as calibration.json (scores change, tags never)."),
+    Flag("calibrate_per_label", bool, False, help="With --calibrate: one temperature per label."),
     # Training flags of both engines that TrainingArguments lacks (run_ner.py: on its TrainingArguments).
     Flag("overwrite_output_dir", bool, False, group=_T, help="Replace the contents of --output_dir."),
     Flag("max_tokens_per_batch", int, group=_T,
@@ -442,7 +445,9 @@ def run_config(values: Mapping[str, Any], engine: str) -> RunConfig:
                         pad_to_max_length=bool(values.get("pad_to_max_length")),
                         context_size=max(context, length) if values.get("document_context") else context)
     evaluation = EvalConfig(batch_size=values.get("per_device_eval_batch_size") or 8, decoding=values["decoding"],
-                            return_entity_level_metrics=bool(values.get("return_entity_level_metrics")))
+                            return_entity_level_metrics=bool(values.get("return_entity_level_metrics")),
+                            calibrate=bool(values.get("calibrate")),
+                            calibrate_per_label=bool(values.get("calibrate_per_label")))
     return RunConfig(data, model, align, evaluation, strict_labels=bool(values.get("strict_labels")),
                      loop=_loop_config(values) if engine == LOOP else None)
 

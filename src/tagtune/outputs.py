@@ -26,7 +26,7 @@ SAVED_FIELDS: dict[str, tuple[type, tuple[str, ...]]] = {
     "model": (ModelConfig, ("model_name_or_path", "config_name", "tokenizer_name", "cache_dir", "model_revision",
                             "trust_remote_code", "ignore_mismatched_sizes", "allow_pickle", "crf")),
     "align": (AlignConfig, ("max_length", "stride", "label_all_tokens", "pad_to_max_length", "context_size")),
-    "eval": (EvalConfig, ("batch_size", "decoding", "return_entity_level_metrics")),
+    "eval": (EvalConfig, ("batch_size", "decoding", "return_entity_level_metrics", "calibrate", "calibrate_per_label")),
 }
 
 

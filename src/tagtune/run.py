@@ -217,6 +217,24 @@ def evaluate(run: Run, model: torch.nn.Module, split: str, prefix: str, *, accel
     return result, metrics
 
 
+def calibrate(run: Run, model: torch.nn.Module, *, accelerator=None):
+    """``--calibrate``: a temperature for entity scores fitted on the validation split (main process), and its
+    summary for the report (ECE before and after); ``(None, None)`` when not asked or not possible."""
+    from tagtune.calibration import calibrate_trained_model
+    from tagtune.crf import decoder_for_model
+
+    if not run.config.eval.calibrate or not run.splits.get("validation"):
+        return None, None
+    if accelerator is not None and not accelerator.is_main_process:
+        return None, None
+    bare = accelerator.unwrap_model(model) if accelerator is not None else model
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    return calibrate_trained_model(bare, run.aligner, run.splits["validation"], decoder_for_model(bare, run.decoder),
+                                   run.data.scheme, test=run.splits.get("test"),
+                                   per_label=run.config.eval.calibrate_per_label,
+                                   batch_size=run.config.eval.batch_size, device=device)
+
+
 def public_config(config: RunConfig, training: Mapping[str, Any]) -> dict[str, dict]:
     """The run's settings for the report and the trackers: the allow-listed fields of the sections a model
     directory saves (never a token), and the engine's training settings (token-free)."""
@@ -228,7 +246,8 @@ def public_config(config: RunConfig, training: Mapping[str, Any]) -> dict[str, d
 def finish(run: Run, output_dir: Path, results: dict[str, float], *, evaluation: EvalResult | None,
            test_result: EvalResult | None, history: list[dict] | None, training: Mapping[str, Any] | None,
            card_settings: Any = None, save_model: Callable[[Path], None] | None = None,
-           is_main: bool = True, push: Push | None = None) -> None:
+           is_main: bool = True, push: Push | None = None, calibration=None,
+           calibration_summary: dict | None = None) -> None:
     """Write the run's outputs into ``output_dir``, each file atomic, ``all_results.json`` last.
 
     Args:
@@ -242,6 +261,8 @@ def finish(run: Run, output_dir: Path, results: dict[str, float], *, evaluation:
             gather there); it is then published into ``output_dir`` weights last, so a run killed meanwhile
             leaves either the new model or a directory without weights, never new settings with old weights.
         push: Publish the finished directory to the hub (``--push_to_hub``), once, at the very end.
+        calibration / calibration_summary: What :func:`calibrate` returned: ``calibration.json`` is staged with
+            the model, the summary goes to the report.
     """
     if save_model is not None:
         staging = output_dir / ".partial-model"
@@ -252,6 +273,10 @@ def finish(run: Run, output_dir: Path, results: dict[str, float], *, evaluation:
             run.tokenizer.save_pretrained(staging)
             save_run_config(staging, run.config.data, run.config.model, run.config.align, run.config.eval,
                             run.labels, run.data.scheme)
+            if calibration is not None:
+                from tagtune.calibration import save_calibration
+
+                save_calibration(staging, calibration)
             publish_files(staging, output_dir, last=WEIGHT_FILES)
     if not is_main:
         return
@@ -271,7 +296,7 @@ def finish(run: Run, output_dir: Path, results: dict[str, float], *, evaluation:
     split, result = ("test", test_result) if test_result is not None and test_result.metrics \
         else ("validation", evaluation)
     write_run_report(output_dir, split, run.splits.get(split, []), result, history or None,
-                     public_config(run.config, training or {}))
+                     public_config(run.config, training or {}), scores=calibration_summary)
     if save_model is not None:
         write_model_card(output_dir, run.config.model, run.config.data, run.labels, results, card_settings)
     atomic_write_json(output_dir / "all_results.json", results)  # last: the run is complete

@@ -24,7 +24,7 @@ from tagtune.errors import OutputDirError
 from tagtune.evaluate import EvalResult
 from tagtune.fileio import atomic_write_text, publish_dir
 from tagtune.progress import bars_enabled
-from tagtune.run import WEIGHT_FILES, Need, Push, Run, evaluate, finish, prepare
+from tagtune.run import WEIGHT_FILES, Need, Push, Run, calibrate, evaluate, finish, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -316,10 +316,12 @@ def run_trainer(config: RunConfig, training_args) -> dict[str, float]:
             (staging / "training_args.bin").unlink(missing_ok=True)
             atomic_write_text(staging / "training_args.json", trainer.args.to_json_string())
 
+    calibration, summary = calibrate(run, trainer.model, accelerator=trainer.accelerator) if training_args.do_train \
+        else (None, None)
     finish(run, output_dir, results, evaluation=last.get("validation"), test_result=last.get("test"),
            history=trainer.state.log_history, training=training_args.to_dict(),  # to_dict() masks hub_token
            card_settings=training_args, save_model=save_model if training_args.do_train else None,
-           is_main=training_args.should_save, push=push)
+           is_main=training_args.should_save, push=push, calibration=calibration, calibration_summary=summary)
     return results
 
 
