@@ -49,8 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "conll2003"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_train import run_child
-from stamp import machine_stamp
+from bench_train import run_child  # noqa: E402 - benchmarks/ is on sys.path only now
+from stamp import machine_stamp  # noqa: E402
 
 
 @dataclass(frozen=True)

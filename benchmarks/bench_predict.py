@@ -142,7 +142,7 @@ def build_variants(names: list[str], model_dir: Path, onnx_dir: Path | None,
 
 def time_variants(runners: dict[str, Callable], texts: list[str], words: int, repeats: int) -> dict[str, dict]:
     warm = texts[:64]
-    for name, run in runners.items():
+    for _name, run in runners.items():
         run(warm)
         run(warm)
     seconds: dict[str, list[float]] = {name: [] for name in runners}

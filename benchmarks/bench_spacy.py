@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "conll2003"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_accuracy import TAGTUNE_CONFIGS, score_decodings
-from bench_train import run_child
+from bench_accuracy import TAGTUNE_CONFIGS, score_decodings  # noqa: E402 - benchmarks/ is on sys.path only now
+from bench_train import run_child  # noqa: E402
 
 SPLIT_FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
 SPACY_INIT = "spacy init config --lang en --pipeline ner --optimize efficiency (CPU, no vectors)"

@@ -133,7 +133,7 @@ def _read_results(name: str, out: Path) -> dict:
 
 def _derive(figures: dict, model: str) -> None:
     peak = figures["fp32_matmul_peak_gflops"]
-    for name, run in figures.items():
+    for _name, run in figures.items():
         if not isinstance(run, dict) or "train_real_tokens" not in run:
             continue
         tokens, seconds = run["train_real_tokens"], run["train_runtime_s"]

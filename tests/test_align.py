@@ -81,7 +81,7 @@ def test_thousand_word_sentence_is_windowed_not_truncated(tiny_bert_dir) -> None
     assert enc.windowed_examples == 1
     assert all(len(ids) <= 64 for ids in enc.input_ids)
     seen: dict[int, str] = {}
-    for row, (ids, labels, index) in enumerate(zip(enc.input_ids, enc.labels, enc.word_index)):
+    for row, (_ids, labels, index) in enumerate(zip(enc.input_ids, enc.labels, enc.word_index)):
         if enc.example_index[row] != 0:
             continue
         for label, w in zip(labels, index):

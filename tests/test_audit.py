@@ -12,13 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import NER_LABELS, run_console
 from tagtune.audit import KINDS, audit_examples, is_tagger, require_cleanlab
 from tagtune.checkpoint import Checkpoint, load_checkpoint
 from tagtune.corpus import Example
 from tagtune.errors import ConfigError
 from tagtune.labels import Span
-
-from conftest import NER_LABELS, run_console
 
 pytest.importorskip("cleanlab")
 

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tagtune
+from conftest import NER_LABELS
 from tagtune.calibration import (
     CALIBRATION_FILE,
     Calibration,
@@ -27,8 +28,6 @@ from tagtune.calibration import (
 )
 from tagtune.errors import ConfigError, ModelLoadError
 from tagtune.inference import log_softmax
-
-from conftest import NER_LABELS
 
 TEXTS = ["Angela Merkel visited Paris.", "John Smith of Reuters said Monday the EU rejects British lamb.",
          "Peter Blackburn went to Brussels and Berlin with Mary Jones."]

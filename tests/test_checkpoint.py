@@ -11,7 +11,6 @@ import pytest
 
 import tagtune
 from tagtune.checkpoint import load_checkpoint
-
 from test_modeling import records_of
 
 SRC = Path(tagtune.__file__).resolve().parent

@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 import tagtune
 from tagtune.errors import ConfigError
 from tagtune.export import FP32_FILE, INT8_FILE, REPORT_FILE, ExportConfig, export_onnx
-
 from test_predict import TRICKY_TEXTS
 
 

@@ -40,9 +40,22 @@ from tagtune.cli import run_guarded
 from tagtune.config import RunConfig
 from tagtune.flags import parse_loop_args
 from tagtune.loop_checkpoints import Position, read_position, resolve_checkpoint, save_checkpoint
-from tagtune.loop_tools import (Clock, Meter, Step, advance, checkpoint_name, epochs_done, log_summary,
-                                main_process_says, make_accelerator, make_scheduler, parameter_groups,
-                                release_accelerate_state, shared_seed, tracker_config)
+from tagtune.loop_tools import (
+    Clock,
+    Meter,
+    Step,
+    advance,
+    checkpoint_name,
+    epochs_done,
+    log_summary,
+    main_process_says,
+    make_accelerator,
+    make_scheduler,
+    parameter_groups,
+    release_accelerate_state,
+    shared_seed,
+    tracker_config,
+)
 from tagtune.progress import progress_bar
 from tagtune.run import Need, Push, calibrate, evaluate, finish, prepare, public_config
 from tagtune.train import TrainClock

@@ -128,7 +128,7 @@ def publish_files(staging: str | os.PathLike, target: str | os.PathLike, last: I
         if late:
             (target / path.relative_to(staging)).unlink(missing_ok=True)
     _fsync_path(target)
-    for path, late in sorted(zip(files, is_last), key=lambda pair: pair[1]):
+    for path, _late in sorted(zip(files, is_last), key=lambda pair: pair[1]):
         destination = target / path.relative_to(staging)
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, destination)

@@ -144,7 +144,13 @@ def write_report(
     Raises:
         ValueError: The examples have no gold tags, or their counts differ from the predictions'.
     """
-    from tagtune.report_plots import plot_confusion, plot_learning_curves, plot_per_type, plot_reliability, plot_thresholds
+    from tagtune.report_plots import (
+        plot_confusion,
+        plot_learning_curves,
+        plot_per_type,
+        plot_reliability,
+        plot_thresholds,
+    )
 
     if any(example.tags is None for example in examples):
         raise ValueError("the report needs gold tags: every example must be labelled")
