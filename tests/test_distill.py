@@ -275,7 +275,7 @@ def test_settings_are_checked(tiny_ner_dir, data, tmp_path) -> None:
         distill(student_run_config(settings, **_flags(data, tmp_path / "out")), settings)
 
 
-def test_cli_distill(tiny_ner_dir, data, tmp_path, capsys) -> None:
+def test_cli_distill(tiny_ner_dir, tiny_bert_dir, data, tmp_path, capsys) -> None:
     from tagtune.cli import invoke
 
     out = tmp_path / "cli-student"
@@ -289,3 +289,7 @@ def test_cli_distill(tiny_ner_dir, data, tmp_path, capsys) -> None:
     assert "--keep_layers 'a,b': expected layer numbers" in capsys.readouterr().err
     assert run_console(invoke, args) == 2  # the student directory is there now
     assert "already exists and is not empty" in capsys.readouterr().err
+    for teacher, message in ((tiny_bert_dir, "has no label names (id2label is LABEL_0...)"),
+                             (tmp_path / "nowhere", "nowhere' does not exist or is not a directory")):
+        assert run_console(invoke, ["distill", str(teacher), *args[2:], "--overwrite_output_dir"]) == 2
+        assert message in capsys.readouterr().err
