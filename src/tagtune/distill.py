@@ -27,7 +27,6 @@ transitions.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -435,8 +434,13 @@ def distill(config: RunConfig, settings: DistillConfig) -> dict[str, float]:
              "validation": Need(None, "evaluation (--validation_file)"), "test": Need(None, "scoring the test split")}
     run = prepare(config, needs, output_dir=cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=False)
     kept = _make_student(run, settings)
-    run.model.to(device)
     order = label_order(teacher.labels, run.labels)
+    crf = getattr(run.model, "crf", None)
+    if crf is not None and teacher.transitions is not None and list(teacher.labels) == run.labels:
+        with torch.no_grad():  # a CRF student starts from the teacher's transitions (see the module's doc)
+            crf.transitions.copy_(torch.from_numpy(teacher.transitions))
+    run.model.to(device)
+    teacher_labels, teacher_layers = list(teacher.labels), getattr(teacher.model.config, "num_hidden_layers", None)
 
     unlabelled = read_unlabelled(settings.unlabelled_files, settings.unlabelled_format, settings.text_field,
                                  settings.max_unlabelled_samples)
@@ -466,8 +470,8 @@ def distill(config: RunConfig, settings: DistillConfig) -> dict[str, float]:
         test_result, metrics = evaluate(run, model, "test", "predict", description="predicting")
         results.update(metrics)
 
-    record = {**settings.public(), "teacher_labels": list(run.labels), "kept_layers": kept, "seed": seed,
-              "teacher_layers": _teacher_layers(settings.teacher), "student_layers": model.config.num_hidden_layers,
+    record = {**settings.public(), "teacher_labels": teacher_labels, "teacher_layers": teacher_layers,
+              "labels": list(run.labels), "kept_layers": kept, "seed": seed, "student_layers": model.config.num_hidden_layers,
               "train_sentences": len(run.splits["train"]), "unlabelled_sentences": len(unlabelled),
               "loss": "soft_weight * T^2 * KL(teacher_T || student_T) + (1 - soft_weight) * gold"}
 
@@ -497,13 +501,6 @@ def _make_student(run: Run, settings: DistillConfig) -> list[int] | None:
     keep_layers(model, layers)  # a CRF model: its encoder's layers (found through the wrapper)
     logger.info("student: layers %s of the teacher's %d", ", ".join(map(str, layers)), total)
     return layers
-
-
-def _teacher_layers(teacher: Path) -> int | None:
-    try:
-        return json.loads((Path(teacher) / "config.json").read_text(encoding="utf-8")).get("num_hidden_layers")
-    except (OSError, ValueError):
-        return None
 
 
 def _train(run: Run, rows: list[dict], table: torch.Tensor, settings: DistillConfig, seed: int, device: torch.device,
