@@ -197,7 +197,7 @@ def test_student_directory_names_teacher_and_settings(student, tiny_ner_dir) -> 
     assert saved["model"]["model_name_or_path"] == str(tiny_ner_dir) and saved["labels"] == NER_LABELS
     assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 1
     card = (student / "README.md").read_text()
-    assert "## Distillation" in card and f"teacher `{tiny_ner_dir}`" in card and "layers 1 of 2" in card
+    assert "## Distillation" in card and f"teacher `{tiny_ner_dir}`" in card and "keeps the teacher's layers 1 (of 2)" in card
     assert json.loads((student / "all_results.json").read_text())["predict_samples"] == 12
 
 

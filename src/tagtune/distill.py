@@ -576,13 +576,13 @@ def _add_card_section(output_dir: Path, record: Mapping[str, Any]) -> None:
     card = Path(output_dir) / "README.md"
     if not card.is_file():
         return
-    student = (f"the teacher's layers {', '.join(map(str, record['kept_layers']))} of {record['teacher_layers']}"
-               if record["kept_layers"] is not None else f"`{record['student_model']}`")
+    student = (f"keeps the teacher's layers {', '.join(map(str, record['kept_layers']))} (of {record['teacher_layers']})"
+               if record["kept_layers"] is not None else f"is `{record['student_model']}`")
     unlabelled = (f" and {record['unlabelled_sentences']} unlabelled documents tagged by the teacher "
                   f"({', '.join(Path(p).name for p in record['unlabelled_files'])})" if record["unlabelled_sentences"] else "")
     atomic_write_text(card, card.read_text(encoding="utf-8") + f"""
 ## Distillation
-Distilled by tagtune from the teacher `{record['teacher']}`. The student is {student}.
+Distilled by tagtune from the teacher `{record['teacher']}`. The student {student}.
 
 Loss: {record['soft_weight']} x T² x KL(teacher || student) at temperature T = {record['temperature']}, plus
 {1 - record['soft_weight']:g} x the gold loss where gold tags exist; on {record['train_sentences']} training
