@@ -78,6 +78,7 @@ TAGTUNE_CONFIGS: dict[str, list[str]] = {
     "context32": ["--context_size", "32"],
     "crf": ["--crf"],
     "context": ["--document_context"],
+    "context_crf": ["--document_context", "--crf"],
     "loop_default": [],
 }
 CONFIGS = ("upstream", *TAGTUNE_CONFIGS)
