@@ -290,7 +290,6 @@ def test_upstream_flags_parse_and_bad_ones_are_refused(tmp_path):
     assert args.loop.checkpointing_steps == "epoch" and args.loop.lr_scheduler_type == "cosine"
     assert args.eval.return_entity_level_metrics and args.model.ignore_mismatched_sizes
     for bad, message in ((["--checkpointing_steps", "often"], "--checkpointing_steps 'often'"),
-                         (["--push_to_hub"], "--push_to_hub is not supported"),
                          (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be")):
         with pytest.raises(ConfigError, match=message):
             parse_loop_args(["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o", *bad])
