@@ -227,16 +227,11 @@ def tracker_config(public: dict[str, dict]) -> dict[str, str | int | float | boo
 
 
 def log_summary(accelerator, run, cfg: LoopConfig, max_steps: int, num_epochs: int) -> None:
-    """One line: sentences per split, labels, windows, processes, precision, effective batch, steps."""
-    if not accelerator.is_main_process:
-        return
-    sizes = ", ".join(f"{name} {len(examples)}" for name, examples in run.splits.items())
-    per_step = accelerator.num_processes * cfg.gradient_accumulation_steps
-    batch = (f"{cfg.max_tokens_per_batch * per_step} padded sub-tokens" if cfg.max_tokens_per_batch
-             else f"{cfg.per_device_train_batch_size * per_step} sentences ({cfg.train_sampling_strategy})")
-    logger.info(
-        "sentences: %s | labels (%s, %d): %s | train windows %d (%d sentences needed several) | %d process(es) "
-        "on %s, mixed precision %s | effective batch %s | optimizer steps %d over %d epoch(s)",
-        sizes, run.data.scheme, len(run.labels), " ".join(run.labels), len(run.train), run.train.windowed_examples,
-        accelerator.num_processes, accelerator.device, accelerator.mixed_precision, batch, max_steps, num_epochs,
-    )
+    """The run pipeline's start-of-run line, from the main process, with the device and precision."""
+    from tagtune.run import log_summary as summary
+
+    if accelerator.is_main_process:
+        summary(run, processes=accelerator.num_processes, per_step=accelerator.num_processes * cfg.gradient_accumulation_steps,
+                max_tokens_per_batch=cfg.max_tokens_per_batch, batch_size=cfg.per_device_train_batch_size,
+                sampling=cfg.train_sampling_strategy, steps=max_steps,
+                where=f" on {accelerator.device}, mixed precision {accelerator.mixed_precision}, {num_epochs} epoch(s)")

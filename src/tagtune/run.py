@@ -217,6 +217,19 @@ def evaluate(run: Run, model: torch.nn.Module, split: str, prefix: str, *, accel
     return result, metrics
 
 
+def log_summary(run: Run, *, processes: int, per_step: int, max_tokens_per_batch: int, batch_size: int,
+                sampling: str, steps: int, where: str = "") -> None:
+    """The start-of-run line of both engines: sentences per split, labels, windows, processes, effective batch
+    (``per_step`` batches of all processes make one optimizer step), optimizer steps."""
+    batch = (f"{max_tokens_per_batch * per_step} padded sub-tokens" if max_tokens_per_batch
+             else f"{batch_size * per_step} sentences ({sampling})")
+    logger.info("sentences: %s | labels (%s, %d): %s | train windows %d (%d sentences needed several windows) | "
+                "%d process(es)%s | effective batch %s | optimizer steps %d",
+                ", ".join(f"{name} {len(examples)}" for name, examples in run.splits.items()), run.data.scheme,
+                len(run.labels), " ".join(run.labels), len(run.train), run.train.windowed_examples, processes, where,
+                batch, steps)
+
+
 def calibrate(run: Run, model: torch.nn.Module, *, accelerator=None):
     """``--calibrate``: a temperature for entity scores fitted on the validation split (main process), and its
     summary for the report (ECE before and after); ``(None, None)`` when not asked or not possible."""

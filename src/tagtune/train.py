@@ -24,7 +24,7 @@ from tagtune.errors import OutputDirError
 from tagtune.evaluate import EvalResult
 from tagtune.fileio import atomic_write_text, publish_dir
 from tagtune.progress import bars_enabled
-from tagtune.run import WEIGHT_FILES, Need, Push, Run, calibrate, evaluate, finish, prepare
+from tagtune.run import WEIGHT_FILES, Need, Push, Run, calibrate, evaluate, finish, log_summary, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -374,22 +374,16 @@ def _resume_path(resume: str | bool | None, output_dir: Path) -> str | None:
 
 
 def _log_summary(run: Run, training_args) -> None:
-    splits = ", ".join(f"{name} {len(examples)}" for name, examples in run.splits.items())
     per_step = max(1, training_args.world_size) * training_args.gradient_accumulation_steps
     budget = training_args.max_tokens_per_batch
     if budget:
         from tagtune.batching import token_budget_batches
 
-        lengths = [len(ids) for ids in run.train.input_ids]
-        per_epoch = math.ceil(len(token_budget_batches(lengths, budget, seed=training_args.seed)) / per_step)
-        batch = f"{budget * per_step} padded sub-tokens"
+        batches = len(token_budget_batches([len(ids) for ids in run.train.input_ids], budget, seed=training_args.seed))
     else:
-        per_epoch = math.ceil(len(run.train) / (training_args.per_device_train_batch_size * per_step))
-        batch = f"{training_args.per_device_train_batch_size * per_step} sentences ({training_args.train_sampling_strategy})"
-    steps = training_args.max_steps if training_args.max_steps > 0 else math.ceil(per_epoch * training_args.num_train_epochs)
-    logger.info(
-        "sentences: %s | labels (%s, %d): %s | train windows %d (%d sentences needed several windows) | "
-        "effective batch %s | optimizer steps %s",
-        splits, run.data.scheme, len(run.labels), " ".join(run.labels), len(run.train), run.train.windowed_examples,
-        batch, steps,
-    )
+        batches = math.ceil(len(run.train) / training_args.per_device_train_batch_size)
+    steps = training_args.max_steps if training_args.max_steps > 0 else \
+        math.ceil(math.ceil(batches / per_step) * training_args.num_train_epochs)
+    log_summary(run, processes=max(1, training_args.world_size), per_step=per_step, max_tokens_per_batch=budget,
+                batch_size=training_args.per_device_train_batch_size,
+                sampling=training_args.train_sampling_strategy, steps=steps)
