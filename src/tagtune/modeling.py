@@ -161,13 +161,19 @@ def _load_report_held() -> Iterator[None]:
             return False
         return True
 
+    from transformers.utils import logging as hf_logging
+
     hf_logger = logging.getLogger("transformers.modeling_utils")
     hf_logger.addFilter(hold)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights: 100%": a second of noise before every run
     failed = True
     try:
         yield
         failed = False
     finally:
+        if bars:
+            hf_logging.enable_progress_bar()
         hf_logger.removeFilter(hold)
         for record in held if failed else ():  # the details of a size mismatch, say
             hf_logger.handle(record)
