@@ -1,14 +1,16 @@
-"""``tagtune predict``: tag raw text or pre-split words with a model (torch or ONNX), streaming."""
+"""``tagtune predict``: tag raw text or pre-split words with a model (torch or ONNX), streaming; with
+``--engine ray``, folders of files into sharded output with a pool of Ray workers (:mod:`tagtune.ray_predict`)."""
 
 from __future__ import annotations
 
 import sys
-from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+ENGINES = ("local", "ray")
 
 
 def register(app: typer.Typer) -> None:
@@ -25,32 +27,69 @@ def register(app: typer.Typer) -> None:
         text_field: Annotated[str, typer.Option("--text_field", help="Field holding the text in JSON records.")] = "text",
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (default: stdout); a folder "
                                                     "for brat.")] = None,
-        output_format: Annotated[str, typer.Option("--output_format", "--format", "-f",
-                                                   help="jsonl, conll, spacy, doccano, labelstudio (pre-annotations "
-                                                   "with the model name and scores), brat (.txt + .ann per document, "
-                                                   "into the --output folder) or html (one self-contained page).")] = "jsonl",
+        output_format: Annotated[str | None, typer.Option("--output_format", "--format", "-f",
+                                                          help="jsonl (default), conll, spacy, doccano, labelstudio "
+                                                          "(pre-annotations with the model name and scores), brat (.txt + "
+                                                          ".ann per document, into the --output folder) or html (one "
+                                                          "self-contained page); --engine ray: parquet (default) or "
+                                                          "jsonl shards.")] = None,
         aggregation: Annotated[str, typer.Option("--aggregation", help="first, average, max or simple.")] = "first",
         backend: Annotated[str, typer.Option("--backend", help="auto, torch or onnx.")] = "auto",
         precision: Annotated[str, typer.Option("--precision", help="auto (int8 on CPUs with VNNI, bf16 on GPUs), fp32, bf16 or int8 (torch).")] = "auto",
         decoding: Annotated[str | None, typer.Option("--decoding", help="viterbi or argmax (default: the model's).")] = None,
         batch_size: Annotated[int | None, typer.Option("--batch_size", help="Windows per forward pass.")] = None,
-        threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all cores).")] = None,
+        threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all cores; --engine "
+                                                    "ray: per worker, default the CPUs / --num_workers).")] = None,
         min_score: Annotated[float | None, typer.Option("--min_score", min=0.0, max=1.0, help="Drop entities scored below this (calibrated when the model has calibration.json); pick it from report.html's precision/recall table.")] = None,
         review: Annotated[bool, typer.Option("--review", help="Keep the entities below --min_score, marked \"review\": true, instead of dropping them.")] = False,
         task_name: Annotated[str, typer.Option("--task_name", help="Tag column of labelled CoNLL input: ner, pos, chunk.")] = "ner",
         device: Annotated[str, typer.Option("--device", help="cpu or cuda[:n] (torch backend).")] = "cpu",
         allow_pickle: Annotated[bool, typer.Option("--allow_pickle", help="Accept pickled weights (unsafe).")] = False,
+        engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a pool of workers on Ray "
+                                            "Data, this machine or a cluster; needs --output_dir).")] = "local",
+        ray_address: Annotated[str | None, typer.Option("--ray_address", help="--engine ray: a running Ray cluster "
+                                                        "(default: RAY_ADDRESS, else Ray starts on this machine).")] = None,
+        num_workers: Annotated[int | None, typer.Option("--num_workers", min=1, help="--engine ray: tagger workers "
+                                                        "(default: the cluster's CPUs / --threads).")] = None,
+        output_dir: Annotated[Path | None, typer.Option("--output_dir", help="--engine ray: folder of output shards "
+                                                        "(one per input file), errors.jsonl and summary.json; a rerun "
+                                                        "skips complete shards.")] = None,
+        max_chars: Annotated[int, typer.Option("--max_chars", min=1, help="--engine ray: a longer document is a bad "
+                                               "record (errors.jsonl), not tagged.")] = 1_000_000,
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks.")] = False,
     ) -> None:
         """Tag texts with MODEL: entities with character offsets, label, score and surface text."""
         from tagtune.cli import fail
-        from tagtune.predict import load
+        from tagtune.predict import PredictConfig, load
         from tagtune.predict_io import OUTPUT_FORMATS, resolve_input_format
         from tagtune.progress import set_quiet
         from tagtune.readers_spans import is_brat
 
         set_quiet(quiet)
+        if engine not in ENGINES:
+            fail(f"--engine '{engine}' is not one of {', '.join(ENGINES)}")
+        if engine == "ray":
+            from tagtune.ray_predict import RayConfig, ShardConfig, require_ray
+
+            require_ray()  # before anything slow: without Ray, one line saying what to install
+            if output_dir is None:
+                fail("--engine ray writes one shard per input file: pass --output_dir FOLDER")
+            if text or output is not None or any(str(path) == "-" for path in inputs or []):
+                fail("--engine ray tags files into --output_dir; --text, --output and '-' (stdin) are for --engine local")
+            if not inputs:
+                fail("nothing to tag: give input files, folders or a quoted glob")
+            shards = ShardConfig(output_dir, output_format or "parquet", input_format, text_field, task_name)  # type: ignore[arg-type]
+            config = RayConfig(address=ray_address, num_workers=num_workers, threads=threads, device=device,
+                               backend=backend, allow_pickle=allow_pickle, max_chars=max_chars)
+            predict = PredictConfig(aggregation=aggregation, precision=precision, decoding=decoding,  # type: ignore[arg-type]
+                                    batch_size=batch_size, min_score=min_score, review=review)
+            _predict_ray(model, inputs, shards, config, predict, quiet)
+            return
+        for name, value in (("--output_dir", output_dir), ("--ray_address", ray_address), ("--num_workers", num_workers)):
+            if value is not None:
+                fail(f"{name} is for --engine ray; pass --engine ray (or --output FILE for one output file)")
+        output_format = output_format or "jsonl"
         if output_format not in OUTPUT_FORMATS:
             fail(f"--output_format '{output_format}' is not one of {', '.join(OUTPUT_FORMATS)}")
         if not inputs and not text:
@@ -73,6 +112,19 @@ def register(app: typer.Typer) -> None:
         warn_long_words("input", tagger.long_words, tagger.first_long_word, tagger.aligner.word_cap)
         typer.echo(f"tagged {count} documents with {tagger.backend} ({tagger.precision})"
                    + (f" -> {output}" if output else ""), err=True)
+
+
+def _predict_ray(model: Path, inputs: list[Path], shards, config, predict, quiet: bool) -> None:
+    """``--engine ray``: input files -> one shard each under ``shards.output_dir``; a summary line on stderr."""
+    from tagtune.ray_predict import predict_files
+
+    _quiet_transformers()
+    s = predict_files(model, inputs, shards, config, predict, progress=not quiet)
+    typer.echo(f"tagged {s.documents:,} documents ({s.words:,} words) into {s.shards - s.skipped} shards with "
+               f"{s.workers} workers x {s.threads} threads: {s.documents_per_second:,.1f} docs/s, "
+               f"{s.words_per_second:,.0f} words/s (Ray start {s.ray_start_seconds:.1f} s, model loads "
+               f"{s.workers_ready_seconds:.1f} s, total {s.seconds:.1f} s); {s.skipped} complete shards skipped; "
+               f"{s.errors} bad records -> {shards.output_dir / 'errors.jsonl'}", err=True)
 
 
 def _quiet_transformers() -> None:
@@ -99,18 +151,9 @@ def _predict_all(tagger, sources, texts: list[str], text_field: str, task_name: 
 
 def _paired(tagger, documents: Iterable, *, words: bool, progress: bool) -> Iterator:
     """Predictions with their documents; the tagger reads documents lazily, in order."""
-    from tagtune.corpus import Example
+    from tagtune.shards import paired_predictions
 
-    pending: deque = deque()
-
-    def feed():
-        for document in documents:
-            pending.append(document)
-            yield Example(document.words, doc=document.document, origin=document.origin) if words else document.text
-
-    stream = tagger.predict_examples(feed(), progress=progress) if words else tagger.predict(feed(), progress=progress)
-    for prediction in stream:
-        yield prediction, pending.popleft()
+    return paired_predictions(tagger, documents, words=words, progress=progress)
 
 
 def _write(pairs: Iterator, output: Path | None, fmt: str, metadata: dict | None = None) -> int:
