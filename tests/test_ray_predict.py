@@ -14,15 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_console
-from test_shards import CONLL, _shard_rows, _single_process, _strip
 from typer.testing import CliRunner
 
 import tagtune
+from conftest import run_console
 from tagtune.errors import ConfigError
 from tagtune.predict import PredictConfig, pretokenize
 from tagtune.ray_predict import RayConfig, size_workers
 from tagtune.shards import ShardConfig
+from test_shards import CONLL, _shard_rows, _single_process, _strip
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

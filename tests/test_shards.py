@@ -11,8 +11,17 @@ from typer.testing import CliRunner
 
 import tagtune
 from tagtune.errors import ConfigError
-from tagtune.shards import (ShardConfig, Source, check_document, claim_output_dir, list_sources, read_records,
-                            shard_complete, shard_paths, tag_shard)
+from tagtune.shards import (
+    ShardConfig,
+    Source,
+    check_document,
+    claim_output_dir,
+    list_sources,
+    read_records,
+    shard_complete,
+    shard_paths,
+    tag_shard,
+)
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

@@ -30,8 +30,18 @@ from typing import Any
 from tagtune.errors import ConfigError
 from tagtune.predict import PredictConfig
 from tagtune.predict_io import Document
-from tagtune.shards import (ShardConfig, Source, check_document, claim_output_dir, list_sources, paired_predictions,
-                            shard_complete, shard_schema, tag_shard, write_totals)
+from tagtune.shards import (
+    ShardConfig,
+    Source,
+    check_document,
+    claim_output_dir,
+    list_sources,
+    paired_predictions,
+    shard_complete,
+    shard_schema,
+    tag_shard,
+    write_totals,
+)
 
 logger = logging.getLogger(__name__)
 
