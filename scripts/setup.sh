@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-python -m pip install --quiet --disable-pip-version-check -e ".[test,model]"
+python -m pip install --quiet --disable-pip-version-check -e ".[test,model,audit,ray]"
 # Headless Chromium and its driver for the browser test of the service's page (tests/test_web_ui.py).
 # Only when missing, without questions; a failure (no apt-get, no root, no network) is not fatal: that
 # test then skips and says why.
