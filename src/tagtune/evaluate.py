@@ -131,24 +131,27 @@ def evaluate_examples(
             long_words += encoding.long_words
             first_long_word = first_long_word or encoding.first_long_word
             mine = list(range(rank, len(chunk), world))
-            local: list[tuple[int, list[str], float]] = []
+            local: list[tuple[int, list[str], float, int]] = []
             for index, predicted, scores in iter_predicted_tags(forward, _select(encoding, mine), decoder,
                                                                 pad_id=aligner.pad_id, batch_size=batch_size,
                                                                 max_tokens=max_tokens, device=device,
                                                                 autocast_dtype=autocast_dtype, pad_to=pad_to):
-                gold = chunk[mine[index]].tags
-                loss = -float(sum(scores[w, label_ids[tag]] for w, tag in enumerate(gold))) if labelled else 0.0
-                local.append((mine[index], predicted, loss))
+                loss, known = 0.0, 0
+                if labelled:  # a gold tag the model does not know has no score: left out of the loss
+                    ids = np.array([label_ids.get(tag, -1) for tag in chunk[mine[index]].tags])
+                    words = np.flatnonzero(ids >= 0)
+                    loss, known = -float(scores[words, ids[words]].sum()), len(words)
+                local.append((mine[index], predicted, loss, known))
                 bar.update(world)
             if world > 1:
                 from accelerate.utils import gather_object
 
                 local = gather_object(local)
             tags: list[list[str] | None] = [None] * len(chunk)
-            for index, predicted, loss in local:
+            for index, predicted, loss, known in local:
                 tags[index] = predicted
                 loss_sum += loss
-                loss_words += len(predicted)
+                loss_words += known
             if any(t is None for t in tags):
                 raise RuntimeError("an example got no prediction; please report this with the data")
             if labelled:  # in input order, as seqeval reads a corpus
