@@ -59,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher", type=Path, default=None, help="fine-tuned teacher (default: train one here)")
     parser.add_argument("--teacher_seconds", type=float, default=900.0, help="training time of a teacher trained here")
     parser.add_argument("--seconds", type=float, default=900.0, help="distillation training time of each student")
+    parser.add_argument("--steps", type=int, default=None, help="distil each student for this many optimizer steps "
+                        "instead of --seconds (token-budget batches make every step the same size, so a step "
+                        "budget is a time budget that does not depend on what else runs on the machine)")
+    parser.add_argument("--students", type=Path, nargs="+", default=None, help="students distilled before (e.g. by "
+                        "`tagtune distill`): measure these instead of distilling here")
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 3], help="student layer counts")
     parser.add_argument("--learning_rate", type=float, default=None, help="students' peak learning rate "
                         "(default: tagtune distill's)")
@@ -138,13 +143,23 @@ def distill_student(args: argparse.Namespace, teacher: Path, layers: int, unlabe
     config = student_run_config(
         settings, output_dir=args.out / name, train_file=args.data / SPLIT_FILES["train"],
         validation_file=args.data / SPLIT_FILES["validation"], max_train_samples=args.labelled_samples,
-        max_eval_samples=args.max_eval_samples, num_train_epochs=1000, max_train_seconds=args.seconds,
+        max_eval_samples=args.max_eval_samples, num_train_epochs=1000,
+        **({"max_train_steps": args.steps} if args.steps else {"max_train_seconds": args.seconds}),
         seed=args.seed, overwrite_output_dir=True,
         **({"learning_rate": args.learning_rate} if args.learning_rate is not None else {}))
-    print(f"distilling {name} for {args.seconds:g} s ...", flush=True)
+    print(f"distilling {name} for {f'{args.steps} steps' if args.steps else f'{args.seconds:g} s'} ...", flush=True)
     results = distill(config, settings)
     keep = ("train_runtime", "train_steps", "teacher_seconds", "unlabelled_samples", "unlabelled_windows", "eval_f1")
     return args.out / name, {k: results[k] for k in keep if k in results}
+
+
+def given_student(path: Path) -> dict:
+    """What a student distilled before says of its training (``distill.json``, ``train_results.json``)."""
+    record: dict[str, Any] = {"dir": str(path)}
+    for name in ("distill.json", "train_results.json"):
+        if (path / name).is_file():
+            record[name.removesuffix(".json")] = json.loads((path / name).read_text())
+    return record
 
 
 def export_int8(model_dir: Path) -> Path:
@@ -259,15 +274,20 @@ def main(argv: list[str] | None = None) -> dict:
     test = splits["test"]
     figures: dict[str, Any] = {"command": " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
                                "machine": machine_stamp(), "threads": args.threads, "test_sentences": len(test),
-                               "test_words": sum(len(e.tokens) for e in test), "student_seconds": args.seconds,
+                               "test_words": sum(len(e.tokens) for e in test),
+                               "student_budget": ("given students" if args.students else
+                                                  f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"),
                                "labelled_samples": args.labelled_samples or len(splits["train"]), "models": {}}
     teacher = args.teacher or train_teacher(args)
-    unlabelled = unlabelled_text(args, splits["train"])
     models: dict[str, tuple[Path, dict]] = {"teacher": (teacher, {"dir": str(teacher)})}
-    for layers in args.layers:
-        for extra in (None, unlabelled) if unlabelled else (None,):
-            path, record = distill_student(args, teacher, layers, extra)
-            models[path.name] = (path, record)
+    for path in args.students or ():
+        models[path.name] = (path, given_student(path))
+    if not args.students:
+        unlabelled = unlabelled_text(args, splits["train"])
+        for layers in args.layers:
+            for extra in (None, unlabelled) if unlabelled else (None,):
+                path, record = distill_student(args, teacher, layers, extra)
+                models[path.name] = (path, record)
     texts = [" ".join(e.tokens) for e in test]
     for name, (path, record) in models.items():
         onnx = export_int8(path)
@@ -286,10 +306,12 @@ def main(argv: list[str] | None = None) -> dict:
         figures["models"][name] = record
     if args.spacy_model:
         figures["spacy"] = measure_spacy(args.spacy_model, test, args.threads, args.repeats)
+    # Each NAME_unlabelled student against NAME, the same distillation without the unlabelled text.
     figures["unlabelled_effect_f1_points"] = {
-        f"{k}l": round(100 * (figures["models"][f"student_{k}l_unlabelled"]["onnx_int8"]["test_f1"]
-                              - figures["models"][f"student_{k}l"]["onnx_int8"]["test_f1"]), 2)
-        for k in args.layers if f"student_{k}l_unlabelled" in figures["models"]}
+        name.removesuffix("_unlabelled"): round(100 * (record["onnx_int8"]["test_f1"] - figures["models"][
+            name.removesuffix("_unlabelled")]["onnx_int8"]["test_f1"]), 2)
+        for name, record in figures["models"].items()
+        if name.endswith("_unlabelled") and name.removesuffix("_unlabelled") in figures["models"]}
     (args.out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     (args.out / "RESULTS.md").write_text(markdown(figures))
     print(markdown(figures))
@@ -307,11 +329,11 @@ def markdown(figures: dict) -> str:
         s = figures["spacy"]
         rows.append(f"| spaCy {s['spacy_version']} | {100 * s['test_f1']:.2f} | | | {s['words_per_s']} | | |")
     lines = rows + ["", (f"{figures['test_sentences']} test sentences ({figures['test_words']} words), "
-                    f"{figures['threads']} threads, {figures['student_seconds']:g} s of distillation per student, "
+                    f"{figures['threads']} threads, {figures['student_budget']} of distillation per student, "
                     f"{figures['labelled_samples']} labelled training sentences; CPU "
                     f"{figures['machine']['cpu']['model']} ({', '.join(figures['machine']['cpu']['features'])}).")]
     for k, points in figures.get("unlabelled_effect_f1_points", {}).items():
-        lines.append(f"Unlabelled text, {k} student (same time budget): {points:+.2f} F1 points (ONNX int8).")
+        lines.append(f"Unlabelled text, {k} (same budget): {points:+.2f} F1 points (ONNX int8).")
     for name, r in figures["models"].items():
         for size, b in r.get("onnx_int8_time_breakdown", {}).items():
             parts = ", ".join(f"{k} {v:.3f}" for k, v in b["seconds"].items())
